@@ -1,0 +1,30 @@
+# `make test` and `make demo` each build .venv themselves on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-all demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test,convert]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	bash scripts/examples/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_clip.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,33 @@
+"""ms_clip: CLIP for MindSpore with MindFormers' user API.
+
+Public API (explicit, no star re-exports). Heavy submodules (training, pipelines) are imported
+lazily so ``import ms_clip`` stays fast and never needs torch.
+"""
+from ms_clip.models import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, ConfigError, clip_logits
+from ms_clip.registry import create_model, list_models
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # name -> module that defines it
+    "CLIPTokenizer": "ms_clip.tokenizer",
+    "tokenize": "ms_clip.tokenizer",
+    "CLIPImageProcessor": "ms_clip.processor",
+    "CLIPProcessor": "ms_clip.processor",
+    "load_image": "ms_clip.processor",
+    "ClipLoss": "ms_clip.loss",
+    "Trainer": "ms_clip.trainer",
+    "pipeline": "ms_clip.pipeline",
+    "convert_weight": "ms_clip.convert",
+}
+
+__all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "clip_logits",
+           "create_model", "list_models", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ms_clip' has no attribute {name!r}")

@@ -1,0 +1,101 @@
+"""Model weights on disk: atomic .ckpt writes and strict loads with errors that name keys."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Dict, Mapping, Union
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn
+
+__all__ = ["WeightsError", "save_weights", "load_weights", "read_checkpoint", "assign_weights"]
+
+ArrayLike = Union[np.ndarray, Tensor, Parameter]
+
+
+class WeightsError(ValueError):
+    """A checkpoint cannot be read or does not fit the model; the message names file and keys."""
+
+
+def _as_numpy(value: ArrayLike) -> np.ndarray:
+    if isinstance(value, (Tensor, Parameter)):
+        return value.asnumpy()
+    return np.asarray(value)
+
+
+def save_weights(weights: Union[nn.Cell, Mapping[str, ArrayLike]], path: str) -> str:
+    """Write a MindSpore .ckpt atomically (temp file in the same directory, then rename).
+
+    A crash mid-write leaves the previous file intact instead of a truncated checkpoint.
+    """
+    path = os.fspath(path)
+    if not path.endswith(".ckpt"):
+        raise WeightsError(f"checkpoint path must end with .ckpt, got {path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if isinstance(weights, nn.Cell):
+        items = [(p.name, p.value()) for p in weights.get_parameters()]
+    else:
+        items = list(weights.items())
+    save_list = [{"name": name, "data": value if isinstance(value, Tensor) else Tensor(_as_numpy(value))}
+                 for name, value in items]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
+    os.close(fd)
+    try:
+        ms.save_checkpoint(save_list, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_checkpoint(path: str) -> Dict[str, np.ndarray]:
+    """Read a .ckpt into name -> numpy array, with a clear error for missing or corrupt files."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"checkpoint file not found: {path}")
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError from deep inside for bad files
+        raise WeightsError(f"cannot read MindSpore checkpoint {path}: it is corrupt or not a .ckpt ({err})") from None
+    if not params:
+        raise WeightsError(f"checkpoint {path} holds no parameters")
+    return {name: p.asnumpy() for name, p in params.items()}
+
+
+def assign_weights(model: nn.Cell, weights: Mapping[str, ArrayLike], source: str = "weights",
+                   allow_extra: bool = False) -> None:
+    """Copy ``weights`` into ``model``'s parameters; every parameter must be filled with the right shape.
+
+    Fails (naming the keys) on missing parameters, shape mismatches and, unless ``allow_extra``,
+    on unused source keys, so a wrong checkpoint can never leave random weights behind.
+    """
+    own = {p.name: p for p in model.get_parameters()}
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} model parameters not in {source}: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    if extra and not allow_extra:
+        problems.append(f"{len(extra)} keys in {source} not used by the model: {extra[:10]}{' ...' if len(extra) > 10 else ''}")
+    shapes = []
+    for name in sorted(set(own) & set(weights)):
+        arr = _as_numpy(weights[name])
+        if tuple(arr.shape) != tuple(own[name].shape):
+            shapes.append(f"{name}: {source} has {tuple(arr.shape)}, model expects {tuple(own[name].shape)}")
+    if shapes:
+        problems.append("shape mismatches: " + "; ".join(shapes[:10]))
+    if problems:
+        raise WeightsError(f"{source} does not fit the model: " + " | ".join(problems))
+    for name, param in own.items():
+        arr = _as_numpy(weights[name])
+        param.set_data(Tensor(arr.astype(ms.dtype_to_nptype(param.dtype), copy=False)))
+
+
+def load_weights(model: nn.Cell, path: str) -> nn.Cell:
+    """Strictly load a .ckpt into ``model`` (see ``assign_weights``). Returns the model."""
+    assign_weights(model, read_checkpoint(path), source=f"checkpoint {path}")
+    return model
