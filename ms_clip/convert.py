@@ -1,0 +1,486 @@
+"""Convert PyTorch CLIP checkpoints into ms_clip ``.ckpt`` files (+ the config YAML beside them).
+
+Accepted sources (the format is detected from the file, not trusted from the name):
+
+* OpenAI's released ``.pt`` files (TorchScript zip archives, e.g. ``ViT-B-32.pt``);
+* open_clip / OpenAI-style state dicts: ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``) or
+  ``.safetensors`` (read without torch); ``module.`` prefixes and ``{"state_dict": ...}`` wrappers
+  from training checkpoints are removed;
+* Hugging Face ``CLIPModel`` folders (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``);
+* MindSpore ``.ckpt`` files with MindFormers' names (``gamma``/``beta``/``embedding_table``/``in_proj.weight``)
+  or ms_clip's own names.
+
+Our model's parameter names are OpenAI's state-dict keys, so every source is first brought to
+OpenAI names; the architecture is inferred from tensor shapes (as OpenAI's ``build_model`` does)
+and the result is loaded *strictly* into a freshly built model, which raises on unused keys,
+unfilled parameters and shape mismatches before anything is written.
+
+Example:
+    >>> from ms_clip.convert import convert_weight
+    >>> result = convert_weight("ViT-B-32.pt", "clip_vit_b_32.ckpt")
+    >>> result.sha256
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from ms_clip.models.config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "infer_config", "sha256_file"]
+
+# Entries in OpenAI's JIT archives that are not weights (build_model deletes them too).
+_OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
+_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_TORCH_DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16",
+                      "torch.float64": "float64"}
+
+
+class ConvertError(ValueError):
+    """A source cannot be converted; the message names the file, the keys and what was expected."""
+
+
+@dataclass
+class SourceWeights:
+    """A checkpoint read into memory: float32 numpy arrays under OpenAI names, plus provenance."""
+
+    tensors: Dict[str, np.ndarray]
+    dtypes: Dict[str, str]  # name -> source dtype ("float16", "bfloat16", ...)
+    fmt: str  # "openai-torchscript" | "state-dict" | "hf" | "mindspore"
+    hf_config: Optional[Dict[str, Any]] = None
+    dropped: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ConvertResult:
+    path: str  # the written .ckpt
+    config_path: str  # the YAML beside it
+    config: CLIPConfig
+    sha256: str  # of the .ckpt
+    source_format: str
+    source_dtypes: Dict[str, int]  # source dtype -> number of tensors
+    saved_dtypes: Dict[str, int]
+    num_tensors: int
+    dropped_keys: List[str]
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _import_torch(path: str):
+    try:
+        import torch
+    except ImportError:
+        raise ConvertError(f"{path}: reading PyTorch .pt/.bin files needs torch (pip install 'ms_clip[convert]'); "
+                           f".safetensors files and HF folders with model.safetensors do not") from None
+    return torch
+
+
+def _torch_to_numpy(state: Mapping[str, Any], path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    torch = _import_torch(path)
+    tensors, dtypes = {}, {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ConvertError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor; "
+                               f"expected a flat state dict of tensors")
+        dtypes[name] = _TORCH_DTYPE_NAMES.get(str(value.dtype), str(value.dtype).replace("torch.", ""))
+        # bfloat16 has no numpy dtype; float32 holds fp16/bf16 values exactly.
+        tensors[name] = value.detach().to("cpu").float().numpy() if value.is_floating_point() else value.numpy()
+    return tensors, dtypes
+
+
+def _is_torchscript_zip(path: str) -> bool:
+    """TorchScript archives carry compiled code (``<root>/code/``) besides ``data.pkl``; state dicts do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def _unwrap_state_dict(obj: Any, path: str) -> Mapping[str, Any]:
+    """Training checkpoints wrap the weights ({'state_dict': ...}, 'module.' prefixes from DDP)."""
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise ConvertError(f"{path}: expected a state dict (mapping of name -> tensor), got {type(obj).__name__}")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _read_torch_file(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str], str]:
+    torch = _import_torch(path)
+    if _is_torchscript_zip(path):
+        # OpenAI's released .pt files are TorchScript archives: torch.load(weights_only=True) refuses
+        # them and a restricted unpickler cannot rebuild their __torch__.* module objects. torch.jit.load
+        # is therefore the one place where a checkpoint's own (TorchScript) code is deserialised. It is
+        # only compiled, never run here, and we keep nothing but the tensors of state_dict(). Only load
+        # archives you trust (the hub verifies OpenAI's files by sha256 before they get here).
+        try:
+            with warnings.catch_warnings():  # torch >= 2.9 marks torch.jit as deprecated; the archives remain
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(path, map_location="cpu")
+        except Exception as err:  # torch raises RuntimeError subclasses with long C++ traces
+            raise ConvertError(f"{path}: not a loadable TorchScript archive ({str(err).splitlines()[0]})") from None
+        tensors, dtypes = _torch_to_numpy(module.state_dict(), path)
+        return tensors, dtypes, "openai-torchscript"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConvertError(f"{path}: cannot read as a PyTorch checkpoint with weights_only=True "
+                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); it is corrupt, "
+                           f"truncated or holds pickled objects other than tensors") from None
+    tensors, dtypes = _torch_to_numpy(_unwrap_state_dict(obj, path), path)
+    return tensors, dtypes, "state-dict"
+
+
+def _read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    """Read a .safetensors file with numpy only (no torch); bf16 is widened to float32 by bit shifting."""
+    from safetensors import safe_open
+
+    tensors, dtypes = {}, {}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            names = list(f.keys())
+            for name in names:
+                dtype = f.get_slice(name).get_dtype()
+                dtypes[name] = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}.get(
+                    dtype, dtype.lower())
+                if dtype != "BF16":
+                    tensors[name] = f.get_tensor(name)
+    except Exception as err:  # safetensors raises SafetensorError / OSError for bad headers
+        raise ConvertError(f"{path}: not a valid .safetensors file ({err})") from None
+    bf16 = [n for n, d in dtypes.items() if d == "bfloat16"]
+    if bf16:
+        tensors.update(_read_safetensors_bf16(path, bf16))
+    return tensors, dtypes
+
+
+def _read_safetensors_bf16(path: str, names: List[str]) -> Dict[str, np.ndarray]:
+    # numpy has no bfloat16, so safetensors' numpy backend cannot return these tensors. The format is
+    # an 8-byte little-endian header length, a JSON header with byte offsets, then raw data; a bf16
+    # value is the upper half of a float32.
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+        base = 8 + header_len
+        out = {}
+        for name in names:
+            info = header[name]
+            start, end = info["data_offsets"]
+            f.seek(base + start)
+            raw = np.frombuffer(f.read(end - start), dtype="<u2").astype(np.uint32) << 16
+            out[name] = raw.view(np.float32).reshape(info["shape"])
+    return out
+
+
+def _read_mindspore(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    from ms_clip.weights import WeightsError, read_checkpoint
+
+    try:
+        raw = read_checkpoint(path)
+    except WeightsError as err:
+        raise ConvertError(str(err)) from None
+    tensors, dtypes = {}, {}
+    for name, arr in raw.items():
+        dtypes[name] = "bfloat16" if "bfloat16" in str(arr.dtype).lower() else str(arr.dtype)
+        tensors[name] = arr.astype(np.float32) if dtypes[name] == "bfloat16" else arr
+    return tensors, dtypes
+
+
+def _hf_folder_files(path: str) -> Tuple[str, str]:
+    config_path = os.path.join(path, "config.json")
+    weights = [os.path.join(path, f) for f in _HF_WEIGHT_FILES if os.path.isfile(os.path.join(path, f))]
+    if not os.path.isfile(config_path) or not weights:
+        raise ConvertError(f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json "
+                           f"and one of {list(_HF_WEIGHT_FILES)}; found {sorted(os.listdir(path))}")
+    return config_path, weights[0]
+
+
+def read_source(path: str) -> SourceWeights:
+    """Read any supported source into float32 numpy arrays under OpenAI/ms_clip parameter names."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ConvertError(f"source not found: {path}")
+    hf_config = None
+    if os.path.isdir(path):
+        config_path, weights_path = _hf_folder_files(path)
+        with open(config_path, "r", encoding="utf-8") as f:
+            hf_config = json.load(f)
+        if weights_path.endswith(".safetensors"):
+            tensors, dtypes = _read_safetensors(weights_path)
+        else:
+            tensors, dtypes, _ = _read_torch_file(weights_path)
+        fmt = "hf"
+    elif path.endswith(".safetensors"):
+        tensors, dtypes = _read_safetensors(path)
+        fmt = "state-dict"
+    elif path.endswith(".ckpt"):
+        tensors, dtypes = _read_mindspore(path)
+        fmt = "mindspore"
+    elif path.endswith((".pt", ".pth", ".bin")):
+        tensors, dtypes, fmt = _read_torch_file(path)
+    else:
+        raise ConvertError(f"{path}: unknown source format; expected an OpenAI/open_clip .pt/.pth/.bin, a "
+                           f".safetensors file, a MindSpore .ckpt or a Hugging Face CLIPModel folder")
+    if fmt == "state-dict" and any(k.startswith(("text_model.", "vision_model.")) for k in tensors):
+        fmt = "hf"  # an HF state dict saved as a bare file; shapes still give the architecture
+    return _to_openai_names(tensors, dtypes, fmt, hf_config, path)
+
+
+# ----------------------------------------------------------------------------- renaming
+
+# HF CLIPModel -> OpenAI names, applied in order, first match wins (convert_clip_original_pytorch_to_hf.py
+# in transformers is the inverse). q/k/v and the two projections need more than a rename; see _from_hf.
+_HF_RENAMES: List[Tuple[str, str]] = [
+    (r"^text_model\.embeddings\.token_embedding\.weight$", "token_embedding.weight"),
+    (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
+    (r"^text_model\.encoder\.layers\.(\d+)\.", r"transformer.resblocks.\1."),
+    (r"^text_model\.final_layer_norm\.", "ln_final."),
+    (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
+    (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
+    (r"^vision_model\.embeddings\.position_embedding\.weight$", "visual.positional_embedding"),
+    (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre."),  # sic: HF's parameter name has this typo
+    (r"^vision_model\.post_layernorm\.", "visual.ln_post."),
+    (r"^vision_model\.encoder\.layers\.(\d+)\.", r"visual.transformer.resblocks.\1."),
+    (r"^visual_projection\.weight$", "visual.proj"),  # nn.Linear [E, W] -> OpenAI Parameter [W, E]
+    (r"^text_projection\.weight$", "text_projection"),
+    (r"^logit_scale$", "logit_scale"),
+]
+_HF_BLOCK_RENAMES: List[Tuple[str, str]] = [
+    (".self_attn.out_proj.", ".attn.out_proj."),
+    (".layer_norm1.", ".ln_1."),
+    (".layer_norm2.", ".ln_2."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+]
+_HF_TRANSPOSED = ("visual.proj", "text_projection")
+_HF_QKV = re.compile(r"^(.*)\.self_attn\.([qkv])_proj\.(weight|bias)$")
+
+# MindFormers' MindSpore names -> OpenAI names (their convert_weight.py renamed the other way).
+_MINDFORMERS_RENAMES: List[Tuple[str, str]] = [
+    (r"\.gamma$", ".weight"),
+    (r"\.beta$", ".bias"),
+    (r"^token_embedding\.embedding_table$", "token_embedding.weight"),
+    (r"\.in_proj\.(weight|bias)$", r".in_proj_\1"),
+]
+
+
+def _rename(name: str, rules: List[Tuple[str, str]]) -> Optional[str]:
+    for pattern, repl in rules:
+        new, n = re.subn(pattern, repl, name)
+        if n:
+            return new
+    return None
+
+
+def _from_hf(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str], path: str):
+    out, out_dtypes, dropped, unknown = {}, {}, [], []
+    qkv: Dict[Tuple[str, str], Dict[str, np.ndarray]] = collections.defaultdict(dict)
+    for name, arr in tensors.items():
+        if name.endswith("position_ids"):  # a non-persistent index buffer in newer HF, saved by older versions
+            dropped.append(name)
+            continue
+        new = _rename(name, _HF_RENAMES)
+        if new is None:
+            unknown.append(name)
+            continue
+        match = _HF_QKV.match(new)
+        if match:
+            prefix, which, kind = match.groups()
+            qkv[(prefix, kind)][which] = arr
+            out_dtypes[f"{prefix}.attn.in_proj_{kind}"] = dtypes[name]
+            continue
+        for old, repl in _HF_BLOCK_RENAMES:
+            new = new.replace(old, repl)
+        out[new] = arr.T if new in _HF_TRANSPOSED else arr
+        out_dtypes[new] = dtypes[name]
+    if unknown:
+        raise ConvertError(f"{path}: {len(unknown)} keys are not part of an HF CLIPModel: {sorted(unknown)[:10]}")
+    for (prefix, kind), parts in qkv.items():
+        if sorted(parts) != ["k", "q", "v"]:
+            raise ConvertError(f"{path}: {prefix}.self_attn has only {sorted(parts)} of q/k/v_proj.{kind}")
+        # torch.nn.MultiheadAttention packs q, k, v along the output axis, in that order.
+        out[f"{prefix}.attn.in_proj_{kind}"] = np.concatenate([parts["q"], parts["k"], parts["v"]], axis=0)
+    return out, out_dtypes, dropped
+
+
+def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceWeights:
+    dropped: List[str] = []
+    if fmt == "hf":
+        tensors, dtypes, dropped = _from_hf(tensors, dtypes, path)
+    elif fmt == "mindspore":
+        renamed = {(_rename(k, _MINDFORMERS_RENAMES) or k): k for k in tensors}
+        tensors = {new: tensors[old] for new, old in renamed.items()}
+        dtypes = {new: dtypes[old] for new, old in renamed.items()}
+    # OpenAI/open_clip extras: JIT metadata scalars and open_clip's non-persistent causal mask, if saved.
+    for name in list(tensors):
+        if name in _OPENAI_NON_WEIGHTS or name == "attn_mask":
+            dropped.append(name)
+            del tensors[name], dtypes[name]
+    return SourceWeights(tensors, dtypes, fmt, hf_config, dropped)
+
+
+# ----------------------------------------------------------------------------- config inference
+
+
+def _require(tensors: Mapping[str, np.ndarray], name: str, path: str) -> np.ndarray:
+    if name not in tensors:
+        hint = " (ResNet CLIP models such as RN50 are not supported)" if any(
+            k.startswith("visual.layer1.") for k in tensors) else ""
+        raise ConvertError(f"{path}: not a CLIP ViT checkpoint: missing '{name}'{hint}; "
+                           f"found keys like {sorted(tensors)[:5]}")
+    return tensors[name]
+
+
+def _num_layers(tensors: Mapping[str, np.ndarray], prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indices = {int(m.group(1)) for m in (pattern.match(k) for k in tensors) if m}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
+    """The architecture from tensor shapes (OpenAI's build_model rules); HF folders add config.json values.
+
+    OpenAI/open_clip files do not store head counts or the activation: heads = width // 64 and
+    QuickGELU, which is what every OpenAI checkpoint uses. Pass an explicit config to
+    ``convert_weight`` for other models (e.g. open_clip GELU models).
+    """
+    t = source.tensors
+    conv = _require(t, "visual.conv1.weight", path)
+    vis_pos = _require(t, "visual.positional_embedding", path)
+    vis_width, channels, patch = conv.shape[0], conv.shape[1], conv.shape[-1]
+    grid = int(round((vis_pos.shape[0] - 1) ** 0.5))
+    if grid * grid + 1 != vis_pos.shape[0]:
+        raise ConvertError(f"{path}: visual.positional_embedding has {vis_pos.shape[0]} rows, expected a square "
+                           f"grid + 1 class token")
+    text_width = _require(t, "ln_final.weight", path).shape[0]
+    vocab, _ = _require(t, "token_embedding.weight", path).shape
+    context = _require(t, "positional_embedding", path).shape[0]
+    proj_dim = _require(t, "visual.proj", path).shape[1]
+    text_mlp = _require(t, "transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
+    vis_mlp = _require(t, "visual.transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
+
+    hf = source.hf_config or {}
+    hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
+    text = CLIPTextConfig(
+        vocab_size=vocab, hidden_size=text_width, intermediate_size=text_mlp,
+        num_hidden_layers=_num_layers(t, "transformer.resblocks."),
+        num_attention_heads=hf_text.get("num_attention_heads", max(text_width // 64, 1)),
+        max_position_embeddings=context,
+        hidden_act=hf_text.get("hidden_act", "quick_gelu"),
+        layer_norm_eps=hf_text.get("layer_norm_eps", 1e-5),
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=vis_width, intermediate_size=vis_mlp,
+        num_hidden_layers=_num_layers(t, "visual.transformer.resblocks."),
+        num_attention_heads=hf_vision.get("num_attention_heads", max(vis_width // 64, 1)),
+        image_size=grid * patch, patch_size=patch, num_channels=channels,
+        hidden_act=hf_vision.get("hidden_act", "quick_gelu"),
+        layer_norm_eps=hf_vision.get("layer_norm_eps", 1e-5),
+    )
+    kwargs = {}
+    if "logit_scale_init_value" in hf:
+        kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=proj_dim, **kwargs)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def _coerce_config(config: Union[CLIPConfig, str, None]) -> Optional[CLIPConfig]:
+    if config is None or isinstance(config, CLIPConfig):
+        return config
+    from ms_clip.registry import load_config
+
+    return load_config(config)
+
+
+def _saved_tensor(arr: np.ndarray, dtype: str):
+    """The value to store: float32, or the source dtype with ``keep_dtype`` (bf16 needs a MindSpore Tensor)."""
+    import mindspore as ms
+
+    if dtype == "bfloat16":
+        return ms.Tensor(arr.astype(np.float32), ms.bfloat16)
+    return arr.astype(dtype, copy=False)
+
+
+def convert_weight(source_path: str, output_path: str, keep_dtype: bool = False,
+                   config: Union[CLIPConfig, str, None] = None) -> ConvertResult:
+    """Convert a PyTorch CLIP checkpoint to ``<output>.ckpt`` plus ``<output>.yaml`` beside it.
+
+    Args:
+        source_path: OpenAI ``.pt`` (TorchScript), open_clip ``.pt``/``.bin``/``.safetensors``, an HF
+            ``CLIPModel`` folder, or a MindFormers/ms_clip ``.ckpt``.
+        output_path: the ``.ckpt`` to write (the suffix is added if missing).
+        keep_dtype: keep fp16/bf16 source tensors in their dtype; by default everything is stored as
+            float32 (the model's parameter dtype; compute precision is ``config.compute_dtype``).
+        config: architecture to use instead of inferring it from shapes (a CLIPConfig, registry name or
+            YAML path); needed for models whose head count or activation differ from OpenAI's.
+
+    Returns:
+        ConvertResult with the written paths, the config and the sha256 of the .ckpt.
+
+    Example:
+        >>> convert_weight("ViT-B-32.pt", "clip_vit_b_32.ckpt").sha256
+    """
+    from ms_clip.models.clip import CLIPModel
+    from ms_clip.registry import save_config
+    from ms_clip.weights import WeightsError, assign_weights, save_weights
+
+    source_path, output_path = os.fspath(source_path), os.fspath(output_path)
+    if not output_path.endswith(".ckpt"):
+        output_path += ".ckpt"
+    source = read_source(source_path)
+    cfg = _coerce_config(config) or infer_config(source, source_path)
+    # Strict fit against a real model: unused keys, unfilled parameters and shapes are all checked here,
+    # before anything is written, so a wrong file can never become a checkpoint with random holes.
+    model = CLIPModel(cfg)
+    try:
+        assign_weights(model, source.tensors, source=source_path)
+    except WeightsError as err:
+        raise ConvertError(str(err)) from None
+    del model
+
+    saved = {}
+    for name, arr in source.tensors.items():
+        src = source.dtypes[name]
+        target = src if keep_dtype and src in ("float16", "bfloat16") else "float32"
+        saved[name] = _saved_tensor(arr, target)
+    saved_dtypes = collections.Counter(str(v.dtype) if isinstance(v, np.ndarray) else "bfloat16"
+                                       for v in saved.values())
+
+    stem = os.path.splitext(output_path)[0]
+    config_path = save_config(cfg, os.path.dirname(os.path.abspath(output_path)), os.path.basename(stem) + ".yaml")
+    save_weights(saved, output_path)
+    digest = sha256_file(output_path)
+    result = ConvertResult(
+        path=output_path, config_path=config_path, config=cfg, sha256=digest, source_format=source.fmt,
+        source_dtypes=dict(collections.Counter(source.dtypes.values())), saved_dtypes=dict(saved_dtypes),
+        num_tensors=len(saved), dropped_keys=sorted(source.dropped),
+    )
+    logger.info("converted %s (%s, %d tensors, dtypes %s) -> %s (%s), sha256 %s", source_path, source.fmt,
+                len(saved), result.source_dtypes, output_path, result.saved_dtypes, digest)
+    return result
