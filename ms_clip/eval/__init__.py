@@ -1,0 +1,1 @@
+"""Evaluation: image-text retrieval (``retrieval``) and zero-shot classification (``zero_shot``)."""

@@ -1,0 +1,1 @@
+"""Training: optimizer, LR schedules, the compiled train step, checkpoints, callbacks and plots."""
