@@ -106,8 +106,8 @@ class CLIPTokenizer:
     """CLIP's byte-level BPE tokenizer with MindFormers' ``CLIPTokenizer`` interface.
 
     Args:
-        vocab_file: gzipped BPE merges file; ``None`` uses the copy shipped with ms_clip (its
-            sha256 is checked).
+        vocab_file: gzipped BPE merges file; ``None`` uses the copy shipped with ms_clip. A file
+            named ``bpe_simple_vocab_16e6.txt.gz`` must have the known sha256.
         eos_token / bos_token: special tokens; they must be in the vocabulary. Written in the
             text, they are recognised as the special token (as in OpenAI's tokenizer).
         pad_token: token used for padding. MindFormers' default is ``<|endoftext|>``; the CLIP
@@ -134,10 +134,11 @@ class CLIPTokenizer:
     ) -> None:
         if kwargs:
             logger.debug("CLIPTokenizer ignores unused arguments %s", sorted(kwargs))
-        if vocab_file is None:
-            path, expected_sha = default_bpe_path(), DEFAULT_BPE_SHA256
-        else:
-            path, expected_sha = Path(vocab_file), None
+        path = default_bpe_path() if vocab_file is None else Path(vocab_file)
+        # A file carrying the CLIP merges' name must be the CLIP merges: a truncated download or a
+        # damaged install would otherwise give silently wrong ids. Other names (custom vocabularies)
+        # are only checked for format.
+        expected_sha = DEFAULT_BPE_SHA256 if path.name == DEFAULT_BPE_NAME else None
         merges = _read_merges(path, expected_sha)
         self.vocab_file = str(path)
 
