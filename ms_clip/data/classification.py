@@ -32,7 +32,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["DatasetError", "ClassificationData", "load_cifar100", "load_cifar10", "load_image_folder",
-           "load_classification_dataset", "detect_layout", "write_cifar100", "write_cifar10",
+           "load_classification_dataset", "detect_layout", "read_classnames", "write_cifar100", "write_cifar10",
            "build_classification_dataset", "IMAGE_EXTENSIONS", "LAYOUTS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -154,9 +154,7 @@ def load_cifar100(root: str, split: str = "test", fine_label: bool = True) -> Cl
     if not os.path.isdir(root):
         raise DatasetError(f"CIFAR-100 folder not found: {root}; expected the layout {CIFAR100_LAYOUT}")
     kind = "fine" if fine_label else "coarse"
-    meta_path = os.path.join(root, "meta")
-    names = _require(_read_pickle(meta_path, CIFAR100_LAYOUT), f"{kind}_label_names", meta_path, CIFAR100_LAYOUT)
-    classnames = [_clean_name(n) for n in names]
+    classnames = read_classnames(root, "cifar100", fine_label)
     files = _split_files(split, ["train"], ["test"])
     parts = [_read_batch(os.path.join(root, f), f"{kind}_labels", CIFAR100_LAYOUT, len(classnames)) for f in files]
     images, labels = _concat(parts)
@@ -170,9 +168,7 @@ def load_cifar10(root: str, split: str = "test") -> ClassificationData:
     root = _resolve_root(root, CIFAR10_DIR, "batches.meta")
     if not os.path.isdir(root):
         raise DatasetError(f"CIFAR-10 folder not found: {root}; expected the layout {CIFAR10_LAYOUT}")
-    meta_path = os.path.join(root, "batches.meta")
-    names = _require(_read_pickle(meta_path, CIFAR10_LAYOUT), "label_names", meta_path, CIFAR10_LAYOUT)
-    classnames = [_clean_name(n) for n in names]
+    classnames = read_classnames(root, "cifar10")
     files = _split_files(split, CIFAR10_TRAIN_BATCHES, ["test_batch"])
     parts = [_read_batch(os.path.join(root, f), "labels", CIFAR10_LAYOUT, len(classnames)) for f in files]
     images, labels = _concat(parts)
@@ -231,6 +227,23 @@ def load_classification_dataset(root: str, layout: str = "auto", split: str = "t
     if layout == "cifar10":
         return load_cifar10(root, split)
     return load_image_folder(root)
+
+
+def read_classnames(root: str, layout: str = "auto", fine_label: bool = True) -> List[str]:
+    """Only the class names of a dataset (CIFAR ``meta`` / ``batches.meta``, or the class folders)."""
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown dataset layout {layout!r}; expected one of {list(LAYOUTS)}")
+    if layout == "auto":
+        layout = detect_layout(root)
+    if layout == "image_folder":
+        return load_image_folder(root).classnames
+    subdir, meta, key, expected = {
+        "cifar100": (CIFAR100_DIR, "meta", "fine_label_names" if fine_label else "coarse_label_names",
+                     CIFAR100_LAYOUT),
+        "cifar10": (CIFAR10_DIR, "batches.meta", "label_names", CIFAR10_LAYOUT),
+    }[layout]
+    path = os.path.join(_resolve_root(root, subdir, meta), meta)
+    return [_clean_name(n) for n in _require(_read_pickle(path, expected), key, path, expected)]
 
 
 # ----------------------------------------------------------------------------- writers
@@ -344,25 +357,18 @@ class _Source:
 
 
 class _Preprocess:
-    """Picklable per-sample transform: raw image (array or encoded path) -> float32 CHW pixels."""
+    """Picklable per-sample transform: raw image (uint8 HWC array or encoded path) -> float32 CHW."""
 
     def __init__(self, preprocess: Callable[[Any], np.ndarray], from_paths: bool):
         self.preprocess = preprocess
         self.from_paths = from_paths
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
         if self.from_paths:
-            path = image.tobytes().decode("utf-8")
-            try:
-                with Image.open(path) as img:
-                    pil = img.convert("RGB")
-            except Exception as err:
-                raise DatasetError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
-        else:
-            pil = Image.fromarray(image)
-        return np.asarray(self.preprocess(pil), dtype=np.float32)
+            from ms_clip.processor import load_image  # raises ImageLoadError naming the file
+
+            image = load_image(image.tobytes().decode("utf-8"))
+        return np.asarray(self.preprocess(image), dtype=np.float32)
 
 
 def build_classification_dataset(data: ClassificationData, preprocess: Callable[[Any], np.ndarray],
@@ -373,9 +379,9 @@ def build_classification_dataset(data: ClassificationData, preprocess: Callable[
                                  num_shards: Optional[int] = None, shard_id: Optional[int] = None):
     """A batched ``mindspore.dataset`` of ``(image float32 [B, 3, H, W], label int32 [B])``.
 
-    ``preprocess`` maps one PIL RGB image to a float32 CHW array; pass the CLIP image
-    processor's per-image function so 32x32 CIFAR images are upsampled with PIL bicubic like
-    OpenAI (MindFormers' yaml used a bilinear Resize here).
+    ``preprocess`` maps one image (a uint8 HWC array, or a PIL image for image folders) to a
+    float32 CHW array; pass ``CLIPImageProcessor(...).preprocess_one`` so 32x32 CIFAR images are
+    upsampled with PIL bicubic like OpenAI (MindFormers' yaml used a bilinear Resize here).
     """
     import mindspore.dataset as ds
 
