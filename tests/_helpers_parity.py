@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import importlib.util
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-REPORT_PATH = os.path.join(os.path.dirname(__file__), "_parity_report.jsonl")
 
 
 @dataclass(frozen=True)
@@ -222,6 +220,15 @@ def save_hf(model, directory: str, fmt: str) -> None:
 # ----------------------------------------------------------------------------- ours
 
 
+def load_cli():
+    """convert/convert_weight.py as a module (it is a script, not part of the package)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "convert", "convert_weight.py")
+    spec = importlib.util.spec_from_file_location("_convert_weight_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_ours(ckpt_path: str, images: np.ndarray, ids: np.ndarray) -> Dict[str, np.ndarray]:
     """Load the converted checkpoint with CLIPModel.from_pretrained and run it as one Cell (so GRAPH_MODE
     compiles the feature getters and construct, not just construct)."""
@@ -251,9 +258,3 @@ def max_errors(ours: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]) -> Dict[
         assert ours[key].shape == ref[key].shape, f"{key}: ours {ours[key].shape} vs reference {ref[key].shape}"
         out[key] = float(np.max(np.abs(ours[key].astype(np.float64) - ref[key].astype(np.float64))))
     return out
-
-
-def record(arch: str, fmt: str, mode: str, errors: Dict[str, float]) -> None:
-    """Append one measurement to tests/_parity_report.jsonl (quoted in the closing note)."""
-    with open(REPORT_PATH, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"arch": arch, "format": fmt, "mode": mode, **errors}) + "\n")

@@ -1,0 +1,190 @@
+"""Pretrained weights for registry names: local cache, else a verified download of OpenAI's file + conversion.
+
+Cache layout (``MS_CLIP_HOME``, default ``~/.cache/ms_clip``)::
+
+    <home>/<name>/<name>.ckpt   converted weights (what from_pretrained loads)
+    <home>/<name>/<name>.yaml   their config
+
+A missing cache entry is filled from OpenAI's official ``.pt`` (sha256-verified, then converted with
+``ms_clip.convert``). Nothing here ever falls back to random weights: every failure raises a
+``HubError`` saying what to download, where to put it, or which command to run.
+
+The download base can be redirected (mirrors, tests) with ``MS_CLIP_DOWNLOAD_BASE`` or the
+``base_url`` argument; ``register_pretrained`` adds or replaces table entries.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from typing import Dict, Optional
+
+from ms_clip.convert import sha256_file
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HubError", "PRETRAINED", "cache_home", "get_pretrained_checkpoint", "register_pretrained",
+           "download_url", "OPENAI_BASE_URL"]
+
+OPENAI_BASE_URL = "https://openaipublic.azureedge.net/clip/models"
+# OpenAI's files (openai/CLIP clip/clip.py `_MODELS`): the URL path component *is* the file's sha256,
+# which is also how clip.py verifies the download. URL = <base>/<sha256>/<filename>.
+PRETRAINED: Dict[str, Dict[str, str]] = {
+    "clip_vit_b_32": {"sha256": "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+                      "filename": "ViT-B-32.pt"},
+    "clip_vit_b_16": {"sha256": "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+                      "filename": "ViT-B-16.pt"},
+    "clip_vit_l_14": {"sha256": "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+                      "filename": "ViT-L-14.pt"},
+    "clip_vit_l_14_336": {"sha256": "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+                          "filename": "ViT-L-14-336px.pt"},
+}
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CONVERT_SCRIPT = "convert/convert_weight.py"
+
+
+class HubError(RuntimeError):
+    """Pretrained weights are unavailable; the message says what to download or run."""
+
+
+def cache_home() -> str:
+    return os.path.expanduser(os.environ.get("MS_CLIP_HOME") or os.path.join("~", ".cache", "ms_clip"))
+
+
+def register_pretrained(name: str, *, sha256: Optional[str] = None, filename: Optional[str] = None,
+                        url: Optional[str] = None, package_file: Optional[str] = None) -> None:
+    """Add or replace the weights entry of an architecture name.
+
+    Either a downloadable source (``url`` or ``<base>/<sha256>/<filename>``, verified by ``sha256`` and
+    converted), or ``package_file``: a converted .ckpt shipped inside ms_clip (path relative to the
+    package, its ``.yaml`` beside it).
+    """
+    from ms_clip.registry import canonical_name
+
+    name = canonical_name(name)
+    if package_file:
+        PRETRAINED[name] = {"package_file": package_file}
+        return
+    if not sha256 or not (url or filename):
+        raise HubError(f"register_pretrained('{name}'): a download entry needs sha256 and a url or filename")
+    entry = {"sha256": sha256.lower(), "filename": filename or os.path.basename(url.split("?")[0])}
+    if url:
+        entry["url"] = url
+    PRETRAINED[name] = entry
+
+
+def _source_url(entry: Dict[str, str], base_url: Optional[str]) -> str:
+    if "url" in entry:
+        return entry["url"]
+    base = (base_url or os.environ.get("MS_CLIP_DOWNLOAD_BASE") or OPENAI_BASE_URL).rstrip("/")
+    return f"{base}/{entry['sha256']}/{entry['filename']}"
+
+
+def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0) -> str:
+    """Download ``url`` to ``dest`` via a temp file in the same directory; verify sha256; rename into place.
+
+    On a hash mismatch or any error the partial file is removed, so ``dest`` exists only when verified.
+    """
+    from tqdm import tqdm
+
+    directory = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=os.path.basename(dest)) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        got = sha256_file(tmp)
+        if got != sha256.lower():
+            raise HubError(f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}; the download was "
+                           f"deleted (corrupt transfer, wrong mirror or a changed file)")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def _offline_help(name: str, url: str, entry: Dict[str, str], reason: str) -> str:
+    target_dir = os.path.join(cache_home(), name)
+    return (f"cannot download the pretrained weights of '{name}' from {url} ({reason}). Either\n"
+            f"  1. download {url} (sha256 {entry['sha256']}) elsewhere and put it at "
+            f"{os.path.join(target_dir, entry['filename'])}, then call again (it is verified and converted), or\n"
+            f"  2. convert a copy yourself: python {_CONVERT_SCRIPT} --torch_path {entry['filename']} "
+            f"--mindspore_path {os.path.join(target_dir, name + '.ckpt')}")
+
+
+def _package_checkpoint(name: str, entry: Dict[str, str]) -> str:
+    path = os.path.join(_PACKAGE_DIR, entry["package_file"])
+    yaml_path = os.path.splitext(path)[0] + ".yaml"
+    missing = [p for p in (path, yaml_path) if not os.path.isfile(p)]
+    if missing:
+        raise HubError(f"the bundled weights of '{name}' are missing from the installed package: {missing}; "
+                       f"reinstall ms_clip (pip install -e .)")
+    return path
+
+
+def _convert_into_cache(name: str, source: str, ckpt: str) -> None:
+    """Convert ``source`` against the registry's architecture, then move ckpt + yaml into place."""
+    from ms_clip.convert import convert_weight
+    from ms_clip.registry import load_config
+
+    directory = os.path.dirname(ckpt)
+    staging = tempfile.mkdtemp(prefix=".convert-", dir=directory)
+    try:
+        # The registry config (not shape inference) so a file of another architecture fails loudly here.
+        result = convert_weight(source, os.path.join(staging, name + ".ckpt"), config=load_config(name))
+        # yaml first: the .ckpt is what marks the cache entry complete.
+        os.replace(result.config_path, os.path.splitext(ckpt)[0] + ".yaml")
+        os.replace(result.path, ckpt)
+        logger.info("cached %s at %s (sha256 %s)", name, ckpt, result.sha256)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def get_pretrained_checkpoint(name: str, base_url: Optional[str] = None, timeout: float = 30.0) -> str:
+    """Path of the converted ``.ckpt`` for a registry name (its ``.yaml`` beside it).
+
+    Order: the cache; a bundled package file; an already downloaded source in the cache directory
+    (verified); a download from the table (verified, converted, cached). Raises HubError otherwise.
+    """
+    from ms_clip.registry import canonical_name
+
+    name = canonical_name(name)
+    entry = PRETRAINED.get(name)
+    if entry and "package_file" in entry:
+        return _package_checkpoint(name, entry)
+    ckpt = os.path.join(cache_home(), name, name + ".ckpt")
+    if os.path.isfile(ckpt) and os.path.isfile(os.path.splitext(ckpt)[0] + ".yaml"):
+        return ckpt
+    if entry is None:
+        raise HubError(f"there are no pretrained weights for '{name}' (pretrained: {sorted(PRETRAINED)}). "
+                       f"For a randomly initialised model use ms_clip.create_model('{name}'); to load your own "
+                       f"weights pass a .ckpt or a save_pretrained directory to from_pretrained")
+    source = os.path.join(cache_home(), name, entry["filename"])
+    url = _source_url(entry, base_url)
+    if os.path.isfile(source):  # put there by hand (see the offline instructions) or left by a failed convert
+        got = sha256_file(source)
+        if got != entry["sha256"]:
+            raise HubError(f"{source}: sha256 is {got}, expected {entry['sha256']} (the file from {url}); "
+                           f"delete or replace it")
+    else:
+        logger.info("downloading %s for '%s' into %s", url, name, source)
+        try:
+            download_url(url, source, entry["sha256"], timeout=timeout)
+        except urllib.error.HTTPError as err:
+            raise HubError(_offline_help(name, url, entry, f"HTTP {err.code} {err.reason}")) from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise HubError(_offline_help(name, url, entry, f"no connection: {reason}")) from None
+    _convert_into_cache(name, source, ckpt)
+    os.remove(source)  # the converted .ckpt is what is used; the source can be downloaded again
+    return ckpt
