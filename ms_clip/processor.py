@@ -1,0 +1,461 @@
+"""CLIP image preprocessing, pixel-identical to OpenAI's / open_clip's, plus MindFormers' processors.
+
+Evaluation transform (``preprocess``, ``CLIPImageProcessor``), as in OpenAI's ``clip._transform``
+and open_clip's ``image_transform(n, is_train=False)`` (shared/reference/clip-facts.md §4):
+
+1. resize with PIL bicubic so the short side is ``n`` and the long side ``int(n * long / short)``
+   (torchvision's rule); PIL antialiases and rounds to uint8, which tensor resizes do not;
+2. center crop ``n x n`` at torchvision's offsets ``int(round((size - n) / 2))``;
+3. convert to RGB *after* resize and crop (the order changes the result for RGBA, palette, ...);
+4. ``/255`` then ``(x - mean) / std`` in float32.
+
+Training transform (``CLIPTrainTransform``): open_clip's ``RandomResizedCrop(n, scale=(0.9, 1.0),
+ratio=(3/4, 4/3), bicubic)`` done with PIL and a numpy random generator, then steps 3-4.
+
+No torch here, and mindspore only when ``return_tensors="ms"`` is asked for: the functions run in
+data-pipeline worker processes (``mindspore.dataset`` ``map``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "ImageLoadError",
+    "load_image",
+    "to_pil_image",
+    "preprocess",
+    "CLIPImageProcessor",
+    "CLIPTrainTransform",
+    "train_transform",
+    "CLIPProcessor",
+]
+
+CLIP_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_URL_TIMEOUT = 10.0
+_EXIF_ORIENTATION = 0x0112
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+RandomGen = Union[np.random.Generator, np.random.RandomState]
+
+
+class ImageLoadError(ValueError):
+    """An image could not be read: missing, unreadable, corrupt, truncated, not an image, bad URL."""
+
+
+# ---------------------------------------------------------------------------------------- loading
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _fetch_url(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "ms_clip"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise ImageLoadError(f"Could not download image {url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, DNS, timeout, malformed URL
+        reason = getattr(exc, "reason", exc)
+        raise ImageLoadError(f"Could not download image {url}: {reason}") from exc
+
+
+def _decode(data: bytes, source: str) -> Image.Image:
+    """Decode fully (so truncation shows now, not later in a worker) and apply EXIF orientation."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{source} is not an image file that PIL can read ({len(data)} bytes)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{source} is too large to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # PIL reports truncated or corrupt data as OSError ("image file is truncated", "broken data stream").
+        raise ImageLoadError(f"{source} is a corrupt or truncated image: {exc}") from exc
+    return _apply_exif_orientation(image, source)
+
+
+def _apply_exif_orientation(image: Image.Image, source: str) -> Image.Image:
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception as exc:  # malformed EXIF must not make a decodable photo unusable
+        logger.warning("Ignoring unreadable EXIF data of %s: %s", source, exc)
+        return image
+    if orientation in (None, 1):
+        return image  # nothing to do; avoids exif_transpose's full copy
+    return ImageOps.exif_transpose(image)
+
+
+def load_image(image: ImageInput, timeout: float = DEFAULT_URL_TIMEOUT) -> Image.Image:
+    """Load an image from a path, an http(s) URL, encoded bytes or a PIL image.
+
+    The pixels are fully decoded and the EXIF orientation is applied; the mode is kept (RGB
+    conversion happens later, after resize and crop, as in the reference preprocessing).
+
+    Raises:
+        ImageLoadError: naming the file or URL, if it is missing, not an image, corrupt or truncated,
+            or if the download fails (HTTP error, unreachable host, ``timeout`` seconds exceeded).
+        TypeError: for any other input type.
+    """
+    if isinstance(image, Image.Image):
+        return _apply_exif_orientation(image, "PIL image")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        return _decode(data, f"<{len(data)} bytes of image data>")
+    if isinstance(image, np.ndarray) and image.ndim == 1 and image.dtype == np.uint8:
+        # mindspore.dataset hands undecoded files to `map` as 1-D uint8 arrays.
+        return _decode(image.tobytes(), f"<{image.size} bytes of image data>")
+    if isinstance(image, (str, os.PathLike)):
+        text = os.fspath(image)
+        if isinstance(text, str) and _is_url(text):
+            return _decode(_fetch_url(text, timeout), text)
+        path = Path(text)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageLoadError(f"Image file not found: {path}") from exc
+        except IsADirectoryError as exc:
+            raise ImageLoadError(f"Expected an image file but {path} is a directory") from exc
+        except OSError as exc:
+            raise ImageLoadError(f"Could not read image file {path}: {exc}") from exc
+        return _decode(data, f"Image file {path}")
+    raise TypeError(
+        f"Expected an image path, URL, bytes, PIL.Image or numpy array, got {type(image).__name__}"
+    )
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    """Numpy HWC / CHW / HW image -> PIL image, without changing the pixel values."""
+    if array.ndim == 3:
+        if array.shape[-1] in (1, 2, 3, 4):
+            pass  # HWC; preferred when both readings fit (e.g. a 3x5x3 array is 3 rows of RGB)
+        elif array.shape[0] in (1, 2, 3, 4):
+            array = np.moveaxis(array, 0, -1)
+        else:
+            raise ValueError(
+                f"Expected an HWC or CHW image array with 1-4 channels, got shape {tuple(array.shape)}"
+            )
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+    elif array.ndim != 2:
+        raise ValueError(f"Expected a 2-D (HW) or 3-D (HWC/CHW) image array, got shape {tuple(array.shape)}")
+
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and not (0.0 <= float(array.min()) and float(array.max()) <= 1.0):  # NaN fails too
+            raise ValueError(
+                f"Float image arrays must hold values in [0, 1], got range [{array.min()}, {array.max()}]"
+            )
+        # Rounding (not torchvision's truncation) makes uint8/255 floats round-trip exactly.
+        array = np.rint(array * 255.0).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.integer) or array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(
+                f"Image arrays must be uint8, or integers in 0..255, or floats in [0, 1]; got dtype {array.dtype}"
+            )
+        array = array.astype(np.uint8)
+    # PIL infers L / LA / RGB / RGBA from a uint8 HW or HWC array.
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def to_pil_image(image: Any, timeout: float = DEFAULT_URL_TIMEOUT) -> Image.Image:
+    """Any single-image input (path, URL, bytes, PIL, numpy HWC/CHW, mindspore Tensor) -> PIL."""
+    if hasattr(image, "asnumpy"):  # a mindspore Tensor, recognised without importing mindspore
+        image = image.asnumpy()
+    if isinstance(image, np.ndarray) and not (image.ndim == 1 and image.dtype == np.uint8):
+        return _array_to_pil(image)
+    return load_image(image, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------- pixel math
+def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    # torchvision: the long side is truncated, computed exactly as int(size * long / short).
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_w, new_h) == (width, height):
+        return image
+    return image.resize((new_w, new_h), Image.BICUBIC)
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    # Python's round() (half to even) is what torchvision uses; after a shorter-side resize to
+    # `size` the image is never smaller than the crop, so no padding is needed.
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+class _Normalizer:
+    """uint8 RGB HWC -> float32 CHW ``(x / 255 - mean) / std`` via a per-channel lookup table.
+
+    The table is computed with the reference's float32 operations (divide by 255, subtract,
+    divide), so the result is bit-identical to ToTensor + Normalize, and a gather is cheaper than
+    three passes of float arithmetic over the image.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"mean and std need 3 values (RGB), got mean={mean!r}, std={std!r}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std values must be positive, got {std!r}")
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        levels = np.arange(256, dtype=np.float32) / np.float32(255)
+        self.table = (levels[None, :] - np.asarray(self.mean, np.float32)[:, None]) / np.asarray(
+            self.std, np.float32
+        )[:, None]
+
+    def __call__(self, rgb: Image.Image) -> np.ndarray:
+        pixels = np.asarray(rgb, dtype=np.uint8)
+        return np.stack([self.table[c][pixels[..., c]] for c in range(3)])
+
+
+def _finish(image: Image.Image, normalizer: _Normalizer) -> np.ndarray:
+    # RGB conversion after resize/crop, as in OpenAI's and open_clip's pipelines.
+    return normalizer(image.convert("RGB"))
+
+
+def _eval_transform(image: Any, size: int, normalizer: _Normalizer) -> np.ndarray:
+    return _finish(_center_crop(_resize_shorter_side(to_pil_image(image), size), size), normalizer)
+
+
+_DEFAULT_NORMALIZER = _Normalizer(CLIP_MEAN, CLIP_STD)
+
+
+def preprocess(
+    image: Any,
+    image_resolution: int = 224,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> np.ndarray:
+    """One image -> float32 ``[3, image_resolution, image_resolution]``, identical to the reference.
+
+    Accepts a path, URL, encoded bytes (also as a 1-D uint8 array, as ``mindspore.dataset``
+    yields undecoded files), a PIL image, or a numpy HW / HWC / CHW array (uint8, or float in
+    [0, 1]). Picklable and torch-free, so it can be used directly in ``dataset.map``.
+
+    Example:
+        >>> preprocess(np.zeros((480, 640, 3), np.uint8)).shape
+        (3, 224, 224)
+    """
+    normalizer = _DEFAULT_NORMALIZER if (tuple(mean), tuple(std)) == (CLIP_MEAN, CLIP_STD) else _Normalizer(mean, std)
+    return _eval_transform(image, image_resolution, normalizer)
+
+
+def _split_batch(images: Any) -> List[Any]:
+    """A single image or a batch (list/tuple, 4-D array BHWC/BCHW, mindspore Tensor) -> list."""
+    if hasattr(images, "asnumpy"):
+        images = images.asnumpy()
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("Expected at least one image, got an empty list")
+        return list(images)
+    return [images]
+
+
+def _to_tensor_kind(batch: np.ndarray, return_tensors: Optional[str]) -> Any:
+    if return_tensors == "np" or return_tensors is None:
+        return batch
+    if return_tensors == "ms":
+        import mindspore as ms  # lazy: keep worker processes free of mindspore unless asked for
+
+        return ms.Tensor(batch)
+    raise ValueError(f"return_tensors must be 'ms' or 'np', got {return_tensors!r}")
+
+
+class CLIPImageProcessor:
+    """MindFormers' ``CLIPImageProcessor``: images -> float32 batch ``[B, 3, R, R]``.
+
+    Args:
+        image_resolution: output side R (224; 336 for ViT-L/14@336).
+        mean / std: normalization constants (CLIP's by default).
+
+    Example:
+        >>> proc = CLIPImageProcessor(224)
+        >>> proc([np.zeros((32, 48, 3), np.uint8)] * 2, return_tensors="np").shape
+        (2, 3, 224, 224)
+    """
+
+    def __init__(
+        self,
+        image_resolution: int = 224,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        **kwargs: Any,
+    ) -> None:
+        if int(image_resolution) != image_resolution or image_resolution <= 0:
+            raise ValueError(f"image_resolution must be a positive integer, got {image_resolution!r}")
+        if kwargs:
+            logger.debug("CLIPImageProcessor ignores unused arguments %s", sorted(kwargs))
+        self.image_resolution = int(image_resolution)
+        self._normalizer = _Normalizer(mean, std)
+        self.mean, self.std = self._normalizer.mean, self._normalizer.std
+
+    def preprocess_one(self, image: Any) -> np.ndarray:
+        """One image -> float32 ``[3, R, R]``."""
+        return _eval_transform(image, self.image_resolution, self._normalizer)
+
+    def __call__(self, images: Any, return_tensors: Optional[str] = "ms", **kwargs: Any) -> Any:
+        """Preprocess one image or a batch (list, BHWC/BCHW array) into a 4-D float32 batch."""
+        batch = np.stack([self.preprocess_one(image) for image in _split_batch(images)])
+        return _to_tensor_kind(batch, return_tensors)
+
+    preprocess = __call__
+
+
+# ------------------------------------------------------------------------------ train transform
+def _uniform(rng: RandomGen, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _randint(rng: RandomGen, low: int, high: int) -> int:
+    """Integer in [low, high) from either numpy generator API."""
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(low, high))
+    return int(rng.randint(low, high))
+
+
+def random_resized_crop_params(
+    width: int,
+    height: int,
+    rng: RandomGen,
+    scale: Tuple[float, float] = (0.9, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+) -> Tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop, by torchvision's RandomResizedCrop algorithm.
+
+    Area fraction uniform in ``scale``, log aspect ratio uniform in ``log(ratio)``, up to 10
+    tries, then a center crop clamped to ``ratio``.
+    """
+    area = width * height
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target_area = area * _uniform(rng, scale[0], scale[1])
+        aspect = math.exp(_uniform(rng, log_low, log_high))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return _randint(rng, 0, height - h + 1), _randint(rng, 0, width - w + 1), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class CLIPTrainTransform:
+    """open_clip's training transform: RandomResizedCrop (bicubic) -> RGB -> /255 -> normalize.
+
+    Args:
+        image_resolution: output side.
+        scale / ratio: RandomResizedCrop ranges (open_clip: scale 0.9-1.0, ratio 3/4-4/3).
+        seed: an int for a reproducible stream, a numpy ``Generator``/``RandomState`` to share one,
+            or None for fresh entropy. With None the generator is created lazily in each process,
+            so forked data-loader workers do not all replay the same crops.
+    """
+
+    def __init__(
+        self,
+        image_resolution: int = 224,
+        scale: Tuple[float, float] = (0.9, 1.0),
+        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        seed: Union[None, int, RandomGen] = None,
+    ) -> None:
+        if not (0 < scale[0] <= scale[1] <= 1.0):
+            raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale!r}")
+        if not (0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"ratio must satisfy 0 < low <= high, got {ratio!r}")
+        self.image_resolution = int(image_resolution)
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+        self._normalizer = _Normalizer(mean, std)
+        self._seed = seed
+        self._rng: Optional[RandomGen] = seed if isinstance(seed, (np.random.Generator, np.random.RandomState)) else None
+        self._rng_pid: Optional[int] = os.getpid() if self._rng is not None else None
+
+    @property
+    def rng(self) -> RandomGen:
+        if self._rng is None or (self._seed is None and self._rng_pid != os.getpid()):
+            self._rng = np.random.default_rng(self._seed if isinstance(self._seed, int) else None)
+            self._rng_pid = os.getpid()
+        return self._rng
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """The random resized crop alone (PIL in, PIL out, mode kept)."""
+        top, left, h, w = random_resized_crop_params(image.width, image.height, self.rng, self.scale, self.ratio)
+        size = self.image_resolution
+        # Crop first, then resize: PIL's resize(box=...) would read pixels outside the box for the
+        # filter support and differ from torchvision's crop-then-resize.
+        return image.crop((left, top, left + w, top + h)).resize((size, size), Image.BICUBIC)
+
+    def __call__(self, image: Any) -> np.ndarray:
+        return _finish(self.crop(to_pil_image(image)), self._normalizer)
+
+
+def train_transform(image_resolution: int = 224, seed: Union[None, int, RandomGen] = None) -> CLIPTrainTransform:
+    """open_clip's default training augmentation (scale 0.9-1.0) as a picklable callable."""
+    return CLIPTrainTransform(image_resolution, seed=seed)
+
+
+# ------------------------------------------------------------------------------ CLIPProcessor
+class CLIPProcessor:
+    """MindFormers' ``CLIPProcessor``: ``(image_input, text_input) -> {"image": ..., "text": ids}``.
+
+    Example:
+        >>> proc = CLIPProcessor(return_tensors="np")
+        >>> out = proc(np.zeros((64, 64, 3), np.uint8), ["a cat", "a dog"])
+        >>> out["image"].shape, out["text"].shape
+        ((1, 3, 224, 224), (2, 77))
+    """
+
+    def __init__(
+        self,
+        image_processor: Optional[CLIPImageProcessor] = None,
+        tokenizer: Any = None,
+        max_length: int = 77,
+        padding: Union[bool, str] = "max_length",
+        return_tensors: Optional[str] = "ms",
+    ) -> None:
+        if tokenizer is None:
+            from ms_clip.tokenizer import CLIPTokenizer  # lazy: processor.py stays importable alone
+
+            tokenizer = CLIPTokenizer(pad_token="!")  # the YAMLs' pad: zeros, as OpenAI pads
+        self.image_processor = image_processor if image_processor is not None else CLIPImageProcessor()
+        self.tokenizer = tokenizer
+        self.max_length, self.padding, self.return_tensors = max_length, padding, return_tensors
+
+    def __call__(self, image_input: Any = None, text_input: Any = None) -> Dict[str, Any]:
+        if image_input is None and text_input is None:
+            raise ValueError("CLIPProcessor needs image_input, text_input or both; got neither")
+        output: Dict[str, Any] = {}
+        if image_input is not None:
+            output["image"] = self.image_processor(image_input, return_tensors=self.return_tensors)
+        if text_input is not None:
+            output["text"] = self.tokenizer(
+                text_input, max_length=self.max_length, padding=self.padding, return_tensors=self.return_tensors
+            )["input_ids"]
+        return output
