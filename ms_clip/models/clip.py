@@ -221,7 +221,9 @@ class PatchEmbedding(nn.Cell):
         self.grid = cfg.grid_size
         self.channels = cfg.num_channels
         self.width = cfg.hidden_size
-        std = cfg.initializer_factor * (cfg.num_channels * cfg.patch_size ** 2) ** -0.5
+        # OpenAI leaves conv1 at torch's default init; HF draws the patch embedding from
+        # N(0, initializer_range * factor), which makes the vision initializer_range meaningful.
+        std = cfg.initializer_factor * cfg.initializer_range
         self.weight = Parameter(
             _normal((cfg.hidden_size, cfg.num_channels, cfg.patch_size, cfg.patch_size), std), name="weight"
         )
