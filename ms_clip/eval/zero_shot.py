@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -161,6 +162,18 @@ class _ImageEncoder(nn.Cell):
         return self.clip.get_image_features(pixel_values)
 
 
+# model -> its encoder Cells, so repeated calls (pipeline calls, evaluate after predict) reuse the
+# compiled graphs instead of compiling a fresh wrapper each time.
+_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _encoder(model, kind: str) -> nn.Cell:
+    cells = _ENCODERS.setdefault(model, {})
+    if kind not in cells:
+        cells[kind] = (_TextEncoder if kind == "text" else _ImageEncoder)(model)
+    return cells[kind]
+
+
 def _run_batches(encoder, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
     """Encode fixed-size batches: the last one is padded so GRAPH_MODE never recompiles for it."""
     outs = []
@@ -219,7 +232,7 @@ def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Unio
             logger.info("zero-shot classifier (%d classes x %d templates) loaded from cache %s", num_c, num_t, path)
             return cached
 
-    encoder = _TextEncoder(model)
+    encoder = _encoder(model, "text")
     chunks = [token_ids[i:i + batch_size] for i in range(0, len(token_ids), batch_size)]
     if use_tqdm:
         from tqdm import tqdm
@@ -236,7 +249,7 @@ def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Unio
 
 def encode_images(model, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
     """Unnormalised image features float32 [N, E] for an iterable of pixel batches [b, 3, H, W]."""
-    return _run_batches(_ImageEncoder(model), batches, batch_size)
+    return _run_batches(_encoder(model, "image"), batches, batch_size)
 
 
 def zero_shot_scores(image_features: np.ndarray, classifier: np.ndarray,
