@@ -368,7 +368,12 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def tokenize(texts: TextInput, context_length: int = 77, truncate: bool = True) -> np.ndarray:
+def tokenize(
+    texts: TextInput,
+    context_length: int = 77,
+    truncate: bool = True,
+    tokenizer: Optional[CLIPTokenizer] = None,
+) -> np.ndarray:
     """Tokenize texts like ``clip.tokenize`` / ``open_clip.tokenize``.
 
     Args:
@@ -376,6 +381,8 @@ def tokenize(texts: TextInput, context_length: int = 77, truncate: bool = True) 
         context_length: row length; all CLIP models use 77.
         truncate: cut over-long texts to ``context_length`` with EOT as the last token; if False,
             an over-long text raises ValueError.
+        tokenizer: the tokenizer to use (e.g. one with a custom vocabulary); by default one shared
+            instance, built on first use.
 
     Returns:
         int32 array ``[N, context_length]``: SOT, ids, EOT, then zeros.
@@ -388,7 +395,7 @@ def tokenize(texts: TextInput, context_length: int = 77, truncate: bool = True) 
         texts = [texts]
     if context_length < 2:
         raise ValueError(f"context_length must be at least 2 (room for SOT and EOT), got {context_length}")
-    tok = _default_tokenizer()
+    tok = tokenizer if tokenizer is not None else _default_tokenizer()
     sot, eot, room = tok.bos_token_id, tok.eos_token_id, context_length - 2
     result = np.zeros((len(texts), context_length), dtype=np.int32)
     for row, text in zip(result, texts):
