@@ -393,7 +393,11 @@ def build_classification_dataset(data: ClassificationData, preprocess: Callable[
         ds.config.set_numa_enable(True)
     if seed is not None:
         ds.config.set_seed(int(seed))
-    workers = max(1, int(num_parallel_workers))
+    # MindSpore rejects more workers than CPUs; the YAMLs' 8 must still run on a 2-core machine.
+    workers = max(1, min(int(num_parallel_workers), os.cpu_count() or 1))
+    if workers != num_parallel_workers:
+        logger.info("num_parallel_workers %s -> %d (this machine has %s CPUs)", num_parallel_workers, workers,
+                    os.cpu_count())
     dataset = ds.GeneratorDataset(_Source(data), column_names=["image", "label"], shuffle=shuffle,
                                   num_shards=num_shards, shard_id=shard_id)
     from_paths = not isinstance(data.images, np.ndarray)
