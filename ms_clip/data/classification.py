@@ -25,7 +25,7 @@ import logging
 import os
 import pickle
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -249,11 +249,17 @@ def read_classnames(root: str, layout: str = "auto", fine_label: bool = True) ->
 # ----------------------------------------------------------------------------- writers
 
 
-def _cifar_rows(images: np.ndarray) -> np.ndarray:
+def _start_writing(root: str, subdir: str, split: str, images: np.ndarray) -> Tuple[str, np.ndarray]:
+    """Check the split and images, create ``root/subdir``; returns it and the uint8 [N, 3072] rows."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"images must be uint8 [N, 32, 32, 3], got {images.dtype} {list(images.shape)}")
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+    folder = os.path.join(os.fspath(root), subdir)
+    os.makedirs(folder, exist_ok=True)
+    # Each row holds the R, G and B planes in turn: HWC -> CHW, flattened.
+    return folder, np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
 
 
 def _dump(path: str, obj: Dict[bytes, Any]) -> None:
@@ -294,11 +300,7 @@ def write_cifar100(root: str, images: np.ndarray, fine_labels: Sequence[int], co
     Returns:
         the ``cifar-100-python`` folder.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = os.path.join(os.fspath(root), CIFAR100_DIR)
-    os.makedirs(folder, exist_ok=True)
-    rows = _cifar_rows(images)
+    folder, rows = _start_writing(root, CIFAR100_DIR, split, images)
     fine = _check_labels(fine_labels, len(rows), fine_names, "fine_labels")
     coarse = _check_labels(coarse_labels, len(rows), coarse_names, "coarse_labels")
     _dump(os.path.join(folder, "meta"), {b"fine_label_names": [n.encode() for n in fine_names],
@@ -312,11 +314,7 @@ def write_cifar10(root: str, images: np.ndarray, labels: Sequence[int], names: S
                   split: str = "test") -> str:
     """Write a CIFAR-10 split under ``root/cifar-10-batches-py``: ``test_batch`` or the five
     ``data_batch_*`` files (the train images divided among them in order). Returns the folder."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = os.path.join(os.fspath(root), CIFAR10_DIR)
-    os.makedirs(folder, exist_ok=True)
-    rows = _cifar_rows(images)
+    folder, rows = _start_writing(root, CIFAR10_DIR, split, images)
     labels = _check_labels(labels, len(rows), names, "labels")
     _dump(os.path.join(folder, "batches.meta"), {b"label_names": [n.encode() for n in names],
                                                  b"num_cases_per_batch": 10000, b"num_vis": 3072})
