@@ -9,11 +9,8 @@ aspect ratios and modes. URLs are served by a real ``http.server`` on 127.0.0.1.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import sysconfig
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,8 @@ from ms_clip.processor import (
     train_transform,
 )
 from ms_clip.tokenizer import tokenize
+
+from _helpers_http import serve_directory
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
@@ -69,9 +68,12 @@ def assert_matches_reference(ours: np.ndarray, pil: Image.Image, size: int = 224
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_max_error():
+def report_max_error(pytestconfig):
     yield
-    print(f"\n[processor] max abs error vs reference over {_max_error['images']} images: {_max_error['value']:.3g}")
+    reporter = pytestconfig.pluginmanager.getplugin("terminalreporter")
+    message = f"[processor] max abs error vs reference over {_max_error['images']} images: {_max_error['value']:.3g}"
+    if reporter is not None:  # shown even without -s
+        reporter.write_line("\n" + message)
 
 
 def _shipped_images():
@@ -190,17 +192,8 @@ def image_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def http_base(image_dir):
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # keep pytest output clean
-            pass
-
-    handler = functools.partial(QuietHandler, directory=str(image_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_directory(str(image_dir)) as base:
+        yield base
 
 
 def test_all_input_kinds_agree(image_dir, http_base):

@@ -26,8 +26,7 @@ import pytest
 
 from ms_clip.tokenizer import DEFAULT_BPE_SHA256, CLIPTokenizer, default_bpe_path, tokenize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _helpers_text_corpus import collect_corpus  # noqa: E402
+from _helpers_text_corpus import collect_corpus
 
 open_clip_tokenizer = pytest.importorskip("open_clip.tokenizer")
 
