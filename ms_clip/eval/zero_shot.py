@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -162,13 +161,18 @@ class _ImageEncoder(nn.Cell):
         return self.clip.get_image_features(pixel_values)
 
 
-# model -> its encoder Cells, so repeated calls (pipeline calls, evaluate after predict) reuse the
-# compiled graphs instead of compiling a fresh wrapper each time.
-_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _encoder(model, kind: str) -> nn.Cell:
-    cells = _ENCODERS.setdefault(model, {})
+    """The model's text or image encoder Cell, created once per model and kept on it, so repeated
+    calls (pipeline calls, evaluate after predict) reuse the compiled graphs.
+
+    ``object.__setattr__`` stores the dict without registering the encoders as sub-cells of the
+    model (which would rename and duplicate its parameters); the cycle model -> encoder -> model
+    is ordinary garbage for the collector once the model is dropped.
+    """
+    cells = model.__dict__.get("_zero_shot_encoders")
+    if cells is None:
+        cells = {}
+        object.__setattr__(model, "_zero_shot_encoders", cells)
     if kind not in cells:
         cells[kind] = (_TextEncoder if kind == "text" else _ImageEncoder)(model)
     return cells[kind]
