@@ -208,3 +208,20 @@ def test_cli_error_is_one_clean_line(tmp_path, tiny_state):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "error:" in proc.stderr and "['bogus']" in proc.stderr
+
+
+def test_safetensors_conversion_needs_no_torch(tmp_path, tiny_state):
+    """ms_clip (hub, convert) imports without torch, and .safetensors sources convert without it."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tiny_state.items()}, str(tmp_path / "m.safetensors"))
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "import ms_clip, ms_clip.hub, ms_clip.convert\n"
+            f"r = ms_clip.convert.convert_weight({str(tmp_path / 'm.safetensors')!r}, {str(tmp_path / 'o.ckpt')!r})\n"
+            "print(r.num_tensors)\n"
+            f"ms_clip.convert.convert_weight({str(tmp_path / 'x.pt')!r}, {str(tmp_path / 'p.ckpt')!r})\n")
+    (tmp_path / "x.pt").write_bytes(b"not used")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GLOG_v": "3"})
+    assert proc.stdout.strip() == str(len(tiny_state) - ("attn_mask" in tiny_state)), proc.stderr
+    assert "reading PyTorch .pt/.bin files needs torch" in proc.stderr
