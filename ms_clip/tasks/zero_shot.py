@@ -128,9 +128,8 @@ def _check_config(config: Dict[str, Any]) -> None:
     ks = zs["topk_accuracy"]
     if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
         raise RunConfigError(f"zero_shot.topk_accuracy: expected a list of positive integers, got {ks!r}")
-    for key in ("top_k",):
-        if config[key] is not None and (not isinstance(config[key], int) or config[key] < 1):
-            raise RunConfigError(f"{key}: expected a positive integer, got {config[key]!r}")
+    if config["top_k"] is not None and config["top_k"] < 1:
+        raise RunConfigError(f"top_k: expected a positive integer, got {config['top_k']!r}")
 
 
 RUN_CONFIG_CHECKS = [_check_config]
@@ -339,7 +338,7 @@ def predict(model, config: Dict[str, Any], input_data: Any = None, top_k: Option
     results = pipe([img for _, img in items], top_k=top_k)
 
     path = _output_path(config, config.get("save_file") or "zero_shot_image_classification_result.txt")
-    lines = [json.dumps({"input": name if isinstance(name, str) else str(name), "predictions": preds})
+    lines = [json.dumps({"input": name, "predictions": preds})
              for (name, _), preds in zip(items, results)]
     _write_text(path, "\n".join(lines) + "\n")
     logger.info("output result is: %s", results)
