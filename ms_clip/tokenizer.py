@@ -48,9 +48,9 @@ END_OF_WORD = "</w>"
 # Its exactness is checked by tests/test_tokenizer.py on the 50k-string corpus.
 _NEEDS_FTFY = std_re.compile(r"[&\x00-\x08\x0b\x0e-\x1f\x7f]")
 
-# Drop cached words once the cache holds this many, so that a long training run over an open
-# vocabulary cannot grow memory without bound (the reference cache is unbounded).
-_MAX_CACHED_WORDS = 1 << 20
+# Drop cached words once the cache holds this many (~100-200 MB), so that a long training run over
+# an open vocabulary cannot grow memory without bound (the reference cache is unbounded).
+DEFAULT_MAX_CACHED_WORDS = 1 << 20
 
 TextInput = Union[str, Sequence[str]]
 
@@ -114,6 +114,7 @@ class CLIPTokenizer:
             YAMLs set ``'!'`` (id 0), which reproduces OpenAI's zero padding.
         unk_token: accepted for interface compatibility; byte-level BPE never produces unknowns.
         add_bos_token / add_eos_token: whether ``__call__`` and ``encode`` add BOS / EOS.
+        max_cached_words: bound of the word -> ids cache; it is emptied when full.
 
     Example:
         >>> tok = CLIPTokenizer(pad_token="!")
@@ -130,6 +131,7 @@ class CLIPTokenizer:
         unk_token: str = "<|endoftext|>",
         add_bos_token: bool = True,
         add_eos_token: bool = True,
+        max_cached_words: int = DEFAULT_MAX_CACHED_WORDS,
         **kwargs: object,
     ) -> None:
         if kwargs:
@@ -172,6 +174,9 @@ class CLIPTokenizer:
         # Cache: word as split from the cleaned text -> its ids. Caching the ids (not the BPE
         # string as the reference does) skips byte mapping, splitting and vocab look-ups on a hit.
         self._word_ids: Dict[str, Tuple[int, ...]] = dict(self._special_words)
+        if max_cached_words < 1:
+            raise ValueError(f"max_cached_words must be at least 1, got {max_cached_words}")
+        self.max_cached_words = max_cached_words
 
     def _special_id(self, name: str, token: str) -> int:
         if token not in self._token_to_id:
@@ -229,9 +234,11 @@ class CLIPTokenizer:
     def _word_to_ids(self, word: str) -> Tuple[int, ...]:
         mapped = word.encode("utf-8").decode("latin-1").translate(self._byte_table)
         ids = tuple(self._token_to_id[s] for s in self._bpe(mapped))
-        if len(self._word_ids) >= _MAX_CACHED_WORDS:
-            self._word_ids = dict(self._special_words)
-        self._word_ids[word] = ids
+        cache = self._word_ids
+        if len(cache) >= self.max_cached_words:
+            cache.clear()  # in place: encode_text holds a reference to this dict
+            cache.update(self._special_words)
+        cache[word] = ids
         return ids
 
     def encode_text(self, text: str) -> List[int]:

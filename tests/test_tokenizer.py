@@ -243,6 +243,13 @@ def test_tokenize_reuses_one_tokenizer_and_is_fast():
     assert per_call < 2e-3, f"tokenize() took {per_call * 1e3:.2f} ms per call; is the tokenizer rebuilt?"
 
 
+def test_bounded_cache_gives_the_same_ids(corpus, ours):
+    small = CLIPTokenizer(max_cached_words=50)
+    texts = corpus[:3000:3]
+    assert [small.encode_text(t) for t in texts] == [ours.encode_text(t) for t in texts]
+    assert len(small._word_ids) <= 50
+
+
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(TypeError, match="str"):
         CLIPTokenizer().encode(123)  # type: ignore[arg-type]
