@@ -17,7 +17,7 @@ _LAZY = {
     "load_image": "ms_clip.processor",
     "ClipLoss": "ms_clip.loss",
     "Trainer": "ms_clip.trainer",
-    "pipeline": "ms_clip.pipeline",
+    "pipeline": "ms_clip.pipelines",
     "convert_weight": "ms_clip.convert",
 }
 

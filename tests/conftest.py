@@ -9,6 +9,14 @@ os.environ.setdefault("MS_CLIP_HOME", os.path.join(os.path.dirname(__file__), ".
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def default_graph_mode():
+    """Every test starts in GRAPH_MODE on the CPU (the default path users run)."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+
+
 @pytest.fixture(params=["graph", "pynative"])
 def ms_mode(request):
     """Run a test in both MindSpore execution modes; restores GRAPH_MODE afterwards."""

@@ -14,16 +14,11 @@ import mindspore as ms
 
 from ms_clip import pipeline
 from ms_clip.eval.zero_shot import build_zero_shot_classifier, zero_shot_scores
-from ms_clip.pipeline import ZeroShotImageClassificationPipeline
+from ms_clip.pipelines import ZeroShotImageClassificationPipeline
 from ms_clip.processor import CLIPImageProcessor, ImageLoadError
 from ms_clip.registry import create_model
 
 LABELS = ["sunflower", "tree", "dog", "cat", "toy"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +144,11 @@ def test_label_errors(model, classifier, images):
 
 def test_import_spellings_are_callable(model):
     import ms_clip
-    import ms_clip.pipeline as module  # binds the submodule on the package, shadowing the lazy export
+    import ms_clip.pipelines as module
 
     from ms_clip import pipeline as name
 
-    for factory in (ms_clip.pipeline, module, name, module.pipeline):
+    for factory in (ms_clip.pipeline, name, module.pipeline):
         assert isinstance(factory("zero_shot_image_classification", model=model, candidate_labels=LABELS),
                           ZeroShotImageClassificationPipeline)
 

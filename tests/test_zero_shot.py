@@ -25,11 +25,6 @@ from ms_clip.tasks import zero_shot as task
 TASK = "zero_shot_image_classification"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
-
-
 @pytest.fixture(scope="module")
 def models():
     """(open_clip reference, our CLIPModel) holding the same seeded random weights (clip_tiny shape)."""

@@ -318,7 +318,7 @@ def predict(model, config: Dict[str, Any], input_data: Any = None, top_k: Option
     The results are also written (one JSON object per image and line) to ``save_file`` under
     ``output_dir`` and logged.
     """
-    from ms_clip.pipeline import ZeroShotImageClassificationPipeline, expand_image_inputs
+    from ms_clip.pipelines import ZeroShotImageClassificationPipeline, expand_image_inputs
 
     if input_data is None:
         input_data = config.get("input_data")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -243,19 +241,3 @@ def pipeline(task: str, model: Any = None, candidate_labels: Optional[Sequence[s
         model = CLIPModel.from_pretrained(os.fspath(model) if model is not None else DEFAULT_MODEL)
     return SUPPORTED_TASKS[task](model, candidate_labels=candidate_labels, hypothesis_template=hypothesis_template,
                                  tokenizer=tokenizer, image_processor=image_processor, **kwargs)
-
-
-class _CallableModule(types.ModuleType):
-    """Makes this module callable as ``pipeline(...)``.
-
-    ``ms_clip/__init__`` exports the function ``pipeline`` lazily, but once any code has imported
-    the submodule ``ms_clip.pipeline``, Python binds that name on the package to the module, and
-    ``from ms_clip import pipeline`` then returns the module. Calling the module forwards to the
-    function, so both spellings work whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ZeroShotImageClassificationPipeline:
-        return pipeline(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
