@@ -7,12 +7,19 @@ and evaluate image<->text retrieval.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict
+import json
+import logging
+import os
+from typing import Any, Dict, Optional, Sequence
 
-__all__ = ["RUN_CONFIG_SCHEMA", "RUN_CONFIG_CHECKS", "DATASET_SCHEMA"]
+import numpy as np
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+from ms_clip.processor import CLIP_MEAN, CLIP_STD
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RUN_CONFIG_SCHEMA", "RUN_CONFIG_CHECKS", "DATASET_SCHEMA", "train", "evaluate", "retrieval_eval",
+           "checkpoint_options"]
 
 # One dataset section (train_dataset / eval_dataset), MindFormers' keys plus ours.
 DATASET_SCHEMA: Dict[str, Any] = {
@@ -50,7 +57,7 @@ DATASET_SCHEMA: Dict[str, Any] = {
         {"type": "Resize", "size": 224, "interpolation": "cubic"},
         {"type": "CenterCrop", "size": 224},
         {"type": "ToTensor"},
-        {"type": "Normalize", "mean": CLIP_MEAN, "std": CLIP_STD, "is_hwc": False},
+        {"type": "Normalize", "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "is_hwc": False},
     ],
     "tokenizer": {"type": "CLIPTokenizer", "pad_token": "!", "vocab_file": None},
     "num_parallel_workers": 8,
@@ -109,3 +116,248 @@ def _check_datasets(config: Dict[str, Any]) -> None:
 
 
 RUN_CONFIG_CHECKS = [_check_datasets]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _output_path(config: Dict[str, Any], *parts: str) -> str:
+    return os.path.join(config["output_dir"], *parts)
+
+
+def checkpoint_options(config: Dict[str, Any]) -> Dict[str, Any]:
+    """prefix / save_checkpoint_steps / keep_checkpoint_max from the CheckpointMonitor callback entry."""
+    options = {"prefix": "clip", "save_checkpoint_steps": 0, "keep_checkpoint_max": 3, "directory": None}
+    for item in config.get("callbacks") or []:
+        if isinstance(item, dict) and item.get("type") in ("CheckpointMonitor", "CheckpointMointor"):
+            options.update({k: item[k] for k in options if item.get(k) is not None})
+    options["directory"] = options["directory"] or _output_path(config, "checkpoint")
+    return options
+
+
+def _image_transform(section: Dict[str, Any], model, where: str):
+    from ms_clip.data.captions import DataError
+    from ms_clip.data.pipeline import image_transform_from_config
+
+    size = model.config.vision_config.image_size
+    transform = image_transform_from_config(section.get("transforms"), size, f"{where}.transforms")
+    if transform.size != size:
+        raise DataError(f"{where}.transforms resize images to {transform.size} px but the model takes "
+                        f"{size} px (model.model_config.vision_config.image_size); make them equal")
+    return transform
+
+
+def _records(section: Dict[str, Any], records, where: str):
+    from ms_clip.data.captions import CaptionRecords, load_caption_records
+
+    if records is not None:
+        if not isinstance(records, CaptionRecords):
+            raise TypeError(f"{where}: expected a dataset path or ms_clip.data.captions.CaptionRecords, got "
+                            f"{type(records).__name__}")
+        return records
+    return load_caption_records(section["data_loader"])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel_workers: int = 2,
+                   on_bad_image: str = "skip", context_length: int = 77, ks: Sequence[int] = (1, 5, 10),
+                   encoders=None) -> Dict[str, float]:
+    """CLIP_benchmark retrieval recall of ``model`` on ``records`` (bad images and their captions dropped)."""
+    from ms_clip.data.captions import flatten_captions
+    from ms_clip.data.pipeline import build_image_dataset
+    from ms_clip.eval.retrieval import encode_images, encode_texts, retrieval_metrics
+
+    image_encoder, text_encoder = encoders or (None, None)
+    batches, _ = build_image_dataset(records, batch_size, transform, num_parallel_workers=num_parallel_workers,
+                                     on_bad_image=on_bad_image)
+    image_features, ok = encode_images(model, batches, image_encoder)
+    texts, owners = flatten_captions(records)
+    owners = np.asarray(owners)
+    keep_text = ok[owners]
+    if not ok.all():
+        logger.warning("retrieval: %d of %d images could not be read and are left out with their captions",
+                       int((~ok).sum()), len(ok))
+    remap = np.cumsum(ok) - 1
+    text_features = encode_texts(model, [t for t, k in zip(texts, keep_text) if k], batch_size=max(batch_size, 64),
+                                 context_length=context_length, encoder=text_encoder)
+    return retrieval_metrics(image_features[ok], text_features, remap[owners[keep_text]], ks)
+
+
+def _eval_setup(model, config: Dict[str, Any], records=None):
+    section = config["eval_dataset"]
+    records = _records(section, records, "eval_dataset")
+    transform = _image_transform(section, model, "eval_dataset")
+    from ms_clip.eval.retrieval import ImageEncoder, TextEncoder
+
+    encoders = (ImageEncoder(model), TextEncoder(model))
+    options = {"batch_size": section["batch_size"],
+               "num_parallel_workers": min(section["num_parallel_workers"], os.cpu_count() or 1),
+               "on_bad_image": section["data_loader"]["on_bad_image"],
+               "context_length": section["text_transforms"]["max_length"],
+               "ks": tuple((config.get("metric") or {}).get("recall_k") or (1, 5, 10))}
+    return lambda: retrieval_eval(model, records, transform, encoders=encoders, **options), records
+
+
+def evaluate(model, config: Dict[str, Any], eval_records=None) -> Dict[str, float]:
+    """Image<->text retrieval on ``eval_dataset`` (CLIP_benchmark definition); logged, saved to
+    ``output_dir/save_file`` as JSON, and returned."""
+    from ms_clip.eval.retrieval import chance_recall, format_metrics
+
+    run, records = _eval_setup(model, config, eval_records)
+    metrics = run()
+    per_image = records.num_captions / max(1, len(records))
+    metrics["chance_mean_recall"] = chance_recall(metrics["num_images"], max(1, round(per_image)),
+                                                  (config.get("metric") or {}).get("recall_k") or (1, 5, 10))["mean_recall"]
+    logger.info("retrieval on %s: %s", records.source, format_metrics(metrics))
+    for key, value in metrics.items():
+        logger.info("%s = %s", key, value)
+    path = config.get("save_file") or "retrieval_results.json"
+    path = path if os.path.isabs(path) else _output_path(config, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=1)
+    logger.info("wrote %s", path)
+    return metrics
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _loss_scaler(config: Dict[str, Any], model):
+    from ms_clip.train.loop import LossScaler
+
+    scale_sense = config["runner_wrapper"]["scale_sense"] or {}
+    kind = scale_sense.get("type", "none")
+    if model.config.compute_dtype != "float16" or kind == "none":
+        return LossScaler()
+    return LossScaler("dynamic" if kind == "DynamicLossScaleUpdateCell" else "fixed",
+                      float(scale_sense.get("loss_scale_value", 65536.0)), float(scale_sense.get("scale_factor", 2.0)),
+                      int(scale_sense.get("scale_window", 1000)))
+
+
+def _check_precision(config: Dict[str, Any], model) -> None:
+    import mindspore as ms
+
+    device = ms.get_context("device_target")
+    if model.config.compute_dtype == "bfloat16" and device == "CPU":
+        from ms_clip.run_config import RunConfigError
+
+        raise RunConfigError("model.model_config.dtype: bfloat16 matrix multiplication is not supported on CPU in "
+                             "MindSpore; use float32 or float16 here (bfloat16 works on Ascend)")
+
+
+def train(model, config: Dict[str, Any], train_records=None, eval_records=None, callbacks: Sequence[Any] = (),
+          resume_training: Any = None, do_eval: Optional[bool] = None, distributed=None) -> Dict[str, Any]:
+    """Train ``model`` as ``config`` says; returns a summary (steps, loss, samples/s, checkpoint, eval metrics).
+
+    ``resume_training`` (else ``config['resume_training']``): True for the newest checkpoint under
+    ``output_dir/checkpoint``, or a training checkpoint path. ``distributed``: (rank, world_size)
+    when running data-parallel (rank 0 writes files).
+    """
+    import mindspore as ms
+
+    from ms_clip.data.pipeline import dataset_options
+    from ms_clip.eval.retrieval import chance_recall, format_metrics
+    from ms_clip.train.callbacks import MetricsLogger, ProgressBar, attach_log_file
+    from ms_clip.train.checkpoint import CheckpointManager, resolve_resume
+    from ms_clip.train.loop import FitOptions, NonFiniteLossError, StepRunner, TrainState, fit, steps_in_epoch
+    from ms_clip.train.plots import plot_training_curves
+    from ms_clip.train.schedule import schedule_from_config
+
+    rank, world_size = distributed or (0, 1)
+    is_main = rank == 0
+    handler = attach_log_file(_output_path(config, "log", f"train_rank{rank}.log"))
+    try:
+        _check_precision(config, model)
+        runner_config = config["runner_config"]
+        section = config["train_dataset"]
+        records = _records(section, train_records, "train_dataset")
+        transform = _image_transform(section, model, "train_dataset")
+        pipeline = dataset_options(section)
+        pipeline["num_parallel_workers"] = min(pipeline["num_parallel_workers"], os.cpu_count() or 1)
+        shuffle = section["data_loader"]["shuffle"]
+        pipeline["shuffle"] = True if shuffle is None else bool(shuffle)
+        do_eval = config["do_eval"] if do_eval is None else do_eval
+        ckpt = checkpoint_options(config)
+        options = FitOptions(
+            epochs=runner_config["epochs"], batch_size=runner_config["batch_size"],
+            accumulation=runner_config["gradient_accumulation_steps"], max_steps=runner_config["max_steps"],
+            seed=int(section["seed"] if section["seed"] is not None else config["seed"]),
+            num_shards=world_size, shard_id=rank, is_main=is_main,
+            save_every_steps=int(ckpt["save_checkpoint_steps"] or 0),
+            eval_every_epochs=int(config["eval_epoch_interval"]) if do_eval else 0,
+            eval_every_steps=int(config["eval_step_interval"]) if do_eval else -1,
+            pipeline=pipeline)
+        per_epoch = steps_in_epoch(len(records), options)
+        total = per_epoch * options.epochs
+        schedule = schedule_from_config(config["lr_schedule"], config["optimizer"], total)
+        wrapper = config["runner_wrapper"]
+        runner = StepRunner(model, config["optimizer"], schedule, accumulation=options.accumulation,
+                            clip_norm=float(wrapper["max_grad_norm"]) if wrapper["use_clip_grad"] else None,
+                            scaler=_loss_scaler(config, model), lock_image=runner_config["lock_image"],
+                            lock_text=runner_config["lock_text"], world_size=world_size, rank=rank)
+        manager = CheckpointManager(ckpt["directory"], ckpt["prefix"], int(ckpt["keep_checkpoint_max"]))
+        run_info = {"batch_size": options.batch_size, "num_shards": world_size, "seed": options.seed,
+                    "num_samples": len(records), "accumulation": options.accumulation}
+        state = TrainState(loss_scale=runner.scaler.scale)
+        resume = resolve_resume(config["resume_training"] if resume_training is None else resume_training,
+                                ckpt["directory"])
+        if resume is not None:
+            record = manager.load(resume or None)
+            changed = {k: (record["run"].get(k), v) for k, v in run_info.items() if record["run"].get(k) != v}
+            if changed:
+                from ms_clip.run_config import RunConfigError
+
+                raise RunConfigError(f"cannot resume from {record['weights_path']}: the data position depends on "
+                                     f"settings that changed since (was, now): {changed}")
+            manager.restore(record, model, runner.optimizer)
+            state = TrainState(**record["state"])
+            runner.scaler.scale, runner.scaler.good_steps = state.loss_scale, state.good_steps
+            logger.info("resumed from %s: step %d, epoch %d, batch %d of the epoch", record["weights_path"],
+                        state.step, state.epoch + 1, state.batch_in_epoch)
+        n_params = sum(int(np.prod(p.shape)) for p in runner.params)
+        logger.info("training on %s: %d images, %d captions; %d epochs x %d steps (batch %d x %d shard(s) x %d "
+                    "accumulation), %s lr %.3g, %d warmup steps; %d trainable parameters; dtype %s",
+                    records.source, len(records), records.num_captions, options.epochs, per_epoch, options.batch_size,
+                    world_size, options.accumulation, schedule.kind, schedule.base_lr, schedule.warmup_steps,
+                    n_params, model.config.compute_dtype)
+        evaluate_fn = None
+        if do_eval:
+            evaluate_fn, _ = _eval_setup(model, config, eval_records)
+        cbs = list(callbacks)
+        if is_main:
+            cbs = [ProgressBar(), MetricsLogger(_output_path(config, "metrics.jsonl"), runner_config["log_interval"]),
+                   *cbs]
+
+        def save(current: TrainState) -> None:
+            manager.save(model, runner.optimizer.state_dict(), current.to_dict(), run_info)
+
+        try:
+            state, summary = fit(runner, records, transform, options, state, save, evaluate_fn, cbs)
+        except NonFiniteLossError as err:
+            latest = manager.latest()
+            where = os.path.join(manager.directory, latest["weights"]) if latest else "none (no checkpoint yet)"
+            raise NonFiniteLossError(f"{err}. Training stopped; the last good checkpoint is {where}. Lower "
+                                     f"optimizer.learning_rate, enable runner_wrapper.use_clip_grad, or use float32.") \
+                from None
+        latest = manager.latest()
+        summary["checkpoint"] = os.path.join(manager.directory, latest["weights"]) if latest else None
+        logger.info("training done: %d steps, last loss %.4f, %.1f samples/s; checkpoint %s", summary["step"],
+                    summary["loss"] or float("nan"), summary["samples_per_second"] or 0.0, summary["checkpoint"])
+        if is_main:
+            from ms_clip.train.callbacks import read_metrics
+
+            evals = [r for r in read_metrics(_output_path(config, "metrics.jsonl")) if r.get("type") == "eval"]
+            if evals:
+                summary["eval"] = {k: v for k, v in evals[-1].items() if k not in ("type", "time")}
+                logger.info("last evaluation: %s", format_metrics(summary["eval"]))
+            plot_training_curves(_output_path(config, "metrics.jsonl"), _output_path(config, "plots"))
+            from ms_clip.train.checkpoint import write_json_atomic
+
+            write_json_atomic(_output_path(config, "train_summary.json"), summary)
+        return summary
+    finally:
+        logging.getLogger("ms_clip").removeHandler(handler)
+        handler.close()

@@ -1,0 +1,277 @@
+"""Image-caption files -> ``CaptionRecords`` (image paths and their captions), with clear errors.
+
+Layouts read:
+
+* **Flickr8k** (MindFormers' ``Flickr8kDataLoader``)::
+
+      <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg
+      <dataset_dir>/Flickr8k_text/Flickr8k.token.txt              img.jpg#k<TAB>caption
+      <dataset_dir>/Flickr8k_text/Flickr_8k.{train,dev,test}Images.txt
+                                   (the docs' spelling Flickr8k.{train,dev,test}Images.txt works too)
+
+  ``dataset_dir`` may also be the folder that holds ``Flickr8k/``.
+* **JSON** (PyTorch CLIP fine-tuning recipes): ``<dataset_dir>/en_train.json`` / ``en_val.json``,
+  each a list of ``{"image": "relative/path.jpg", "caption": ["...", ...]}`` (a single string works).
+* **CSV / TSV / JSONL** with configurable image and caption columns (open_clip's
+  ``--csv-img-key/--csv-caption-key/--csv-separator``); rows of the same image are grouped.
+
+An image listed but missing on disk is skipped and counted (``on_bad_image="skip"``) or fails
+naming the file (``"fail"``); corrupt images are handled the same way when they are decoded
+(``ms_clip.data.pipeline``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DataError", "CaptionRecords", "read_flickr8k", "read_json_captions", "read_table_captions",
+           "load_caption_records", "flickr8k_root", "FLICKR8K_LAYOUT", "ON_BAD_IMAGE"]
+
+ON_BAD_IMAGE = ("skip", "fail")
+FLICKR8K_LAYOUT = (
+    "expected Flickr8k's layout: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg, "
+    "<dataset_dir>/Flickr8k_text/Flickr8k.token.txt (lines 'img.jpg#k<TAB>caption') and "
+    "<dataset_dir>/Flickr8k_text/Flickr_8k.{train,dev,test}Images.txt"
+)
+JSON_LAYOUT = ("expected <dataset_dir>/en_train.json and <dataset_dir>/en_val.json, each a JSON list of "
+               "{\"image\": \"path/relative/to/image_dir.jpg\", \"caption\": [\"...\", ...]}")
+
+
+class DataError(ValueError):
+    """A dataset file or folder is missing or malformed; the message names it and the expected layout."""
+
+
+@dataclass
+class CaptionRecords:
+    """Images (absolute paths) and their captions, index-aligned."""
+
+    image_paths: List[str]
+    captions: List[List[str]]
+    source: str  # what was read, for messages
+    missing_images: List[str] = field(default_factory=list)  # listed but not on disk (skipped)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    @property
+    def num_captions(self) -> int:
+        return sum(len(c) for c in self.captions)
+
+
+def _check_policy(on_bad_image: str) -> None:
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise DataError(f"on_bad_image must be one of {list(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+
+
+def _finish(paths: List[str], captions: List[List[str]], source: str, on_bad_image: str) -> CaptionRecords:
+    """Drop (and count) or reject images missing on disk; reject an empty result."""
+    _check_policy(on_bad_image)
+    keep_paths, keep_caps, missing = [], [], []
+    for path, caps in zip(paths, captions):
+        if os.path.isfile(path):
+            keep_paths.append(path)
+            keep_caps.append(caps)
+        elif on_bad_image == "fail":
+            raise DataError(f"{source}: image file not found: {path} (set on_bad_image: skip to skip such images)")
+        else:
+            missing.append(path)
+    if missing:
+        logger.warning("%s: skipped %d listed images that are missing on disk (first: %s)", source, len(missing),
+                       missing[:3])
+    if not keep_paths:
+        raise DataError(f"{source}: no usable images (listed {len(paths)}, missing {len(missing)})")
+    return CaptionRecords(keep_paths, keep_caps, source, missing)
+
+
+def flickr8k_root(dataset_dir: str) -> str:
+    """The folder holding ``Flickr8k_Dataset`` and ``Flickr8k_text`` (``dataset_dir`` or ``dataset_dir/Flickr8k``)."""
+    dataset_dir = os.fspath(dataset_dir)
+    if not os.path.isdir(dataset_dir):
+        raise DataError(f"Flickr8k dataset_dir not found: {dataset_dir} ({FLICKR8K_LAYOUT})")
+    for candidate in (dataset_dir, os.path.join(dataset_dir, "Flickr8k")):
+        if os.path.isdir(os.path.join(candidate, "Flickr8k_text")) or \
+                os.path.isdir(os.path.join(candidate, "Flickr8k_Dataset")):
+            return candidate
+    return dataset_dir
+
+
+def _read_lines(path: str) -> List[str]:
+    with open(path, "r", encoding="utf-8") as f:
+        return [line.rstrip("\n").rstrip("\r") for line in f]
+
+
+def _read_token_file(path: str) -> Dict[str, List[str]]:
+    """``img.jpg#k<TAB>caption`` lines -> {image name: [captions in k order]}; malformed lines fail."""
+    captions: Dict[str, List[str]] = {}
+    for number, line in enumerate(_read_lines(path), 1):
+        if not line.strip():
+            continue
+        key, tab, caption = line.rpartition("\t")
+        name, hash_, _k = key.partition("#")
+        if not tab or not hash_ or not name.strip() or not caption.strip():
+            raise DataError(f"{path}:{number}: malformed caption line {line[:120]!r}; expected "
+                            f"'<image>.jpg#<k><TAB><caption>'")
+        captions.setdefault(name.strip(), []).append(caption.strip())
+    if not captions:
+        raise DataError(f"{path}: no captions in the file; expected lines '<image>.jpg#<k><TAB><caption>'")
+    return captions
+
+
+def read_flickr8k(dataset_dir: str, stage: str = "train", on_bad_image: str = "skip") -> CaptionRecords:
+    """Flickr8k's ``stage`` split (train | dev | test | all) with all captions of each image, in split order."""
+    root = flickr8k_root(dataset_dir)
+    image_dir = os.path.join(root, "Flickr8k_Dataset", "Flickr8k_Dataset")
+    text_dir = os.path.join(root, "Flickr8k_text")
+    for path, what in ((image_dir, "image folder"), (text_dir, "text folder")):
+        if not os.path.isdir(path):
+            raise DataError(f"Flickr8k {what} not found: {path}; {FLICKR8K_LAYOUT}")
+    token_file = os.path.join(text_dir, "Flickr8k.token.txt")
+    if not os.path.isfile(token_file):
+        raise DataError(f"Flickr8k caption file not found: {token_file}; {FLICKR8K_LAYOUT}")
+    stages = ("train", "dev", "test", "all")
+    if stage == "val":  # the JSON layout's name for the held-out split
+        stage = "dev"
+    if stage not in stages:
+        raise DataError(f"Flickr8k stage must be one of {list(stages)}, got {stage!r}")
+    by_image = _read_token_file(token_file)
+    if stage == "all":
+        names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(".jpg"))
+        names = [n for n in names if n in by_image]
+    else:
+        # The code's real names use an underscore; MindFormers' docs wrote Flickr8k.<stage>Images.txt.
+        candidates = [os.path.join(text_dir, f"Flickr_8k.{stage}Images.txt"),
+                      os.path.join(text_dir, f"Flickr8k.{stage}Images.txt")]
+        split_file = next((p for p in candidates if os.path.isfile(p)), None)
+        if split_file is None:
+            raise DataError(f"Flickr8k split file not found: {candidates[0]} (or {os.path.basename(candidates[1])}); "
+                            f"{FLICKR8K_LAYOUT}")
+        names = [line.strip() for line in _read_lines(split_file) if line.strip()]
+        no_caption = [n for n in names if n not in by_image]
+        if no_caption:
+            raise DataError(f"{split_file}: {len(no_caption)} images have no caption in {token_file} "
+                            f"(first: {no_caption[:3]})")
+    paths = [os.path.join(image_dir, n) for n in names]
+    return _finish(paths, [by_image[n] for n in names], f"Flickr8k {stage} split ({root})", on_bad_image)
+
+
+def _caption_list(value: Any, where: str) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, str) and c.strip() for c in value):
+        raise DataError(f"{where}: 'caption' must be a non-empty string or list of strings, got {value!r}")
+    return [c.strip() for c in value]
+
+
+def read_json_captions(dataset_dir: str, stage: str = "train", annotation_file: Optional[str] = None,
+                       image_dir: Optional[str] = None, on_bad_image: str = "skip") -> CaptionRecords:
+    """``en_train.json`` (stage train) or ``en_val.json`` (val/dev/test): lists of {image, caption}."""
+    if annotation_file is None:
+        if not os.path.isdir(dataset_dir):
+            raise DataError(f"JSON caption dataset_dir not found: {dataset_dir}; {JSON_LAYOUT}")
+        annotation_file = os.path.join(dataset_dir, "en_train.json" if stage == "train" else "en_val.json")
+    if not os.path.isfile(annotation_file):
+        raise DataError(f"caption file not found: {annotation_file}; {JSON_LAYOUT}")
+    image_dir = image_dir or (dataset_dir if os.path.isdir(dataset_dir) else os.path.dirname(annotation_file))
+    if not os.path.isdir(image_dir):
+        raise DataError(f"image folder not found: {image_dir} (images in {annotation_file} are relative to it)")
+    try:
+        with open(annotation_file, "r", encoding="utf-8") as f:
+            entries = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{annotation_file}: not valid JSON ({err}); {JSON_LAYOUT}") from None
+    if not isinstance(entries, list):
+        raise DataError(f"{annotation_file}: expected a JSON list at the top level, got {type(entries).__name__}; "
+                        f"{JSON_LAYOUT}")
+    grouped: Dict[str, List[str]] = {}
+    for i, entry in enumerate(entries):
+        where = f"{annotation_file}[{i}]"
+        if not isinstance(entry, Mapping) or "image" not in entry or "caption" not in entry:
+            raise DataError(f"{where}: expected {{\"image\": ..., \"caption\": [...]}}, got {str(entry)[:120]}")
+        grouped.setdefault(os.path.join(image_dir, str(entry["image"])), []).extend(
+            _caption_list(entry["caption"], where))
+    return _finish(list(grouped), list(grouped.values()), annotation_file, on_bad_image)
+
+
+def _table_rows(path: str, separator: Optional[str]) -> List[Dict[str, Any]]:
+    if path.endswith(".jsonl"):
+        rows = []
+        for number, line in enumerate(_read_lines(path), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not a JSON object ({err})") from None
+            if not isinstance(row, Mapping):
+                raise DataError(f"{path}:{number}: expected a JSON object per line, got {line[:120]!r}")
+            rows.append(dict(row))
+        return rows
+    if separator is None:
+        separator = "\t" if path.endswith((".tsv", ".tab")) else ","
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter=separator))
+
+
+def read_table_captions(path: str, image_column: str = "image", caption_column: str = "caption",
+                        separator: Optional[str] = None, image_dir: Optional[str] = None,
+                        on_bad_image: str = "skip") -> CaptionRecords:
+    """A CSV/TSV/JSONL file with one image path and a caption (or, in JSONL, a list) per row."""
+    if not os.path.isfile(path):
+        raise DataError(f"caption file not found: {path}; expected a .csv/.tsv/.jsonl file with columns "
+                        f"'{image_column}' and '{caption_column}'")
+    image_dir = image_dir or os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(image_dir):
+        raise DataError(f"image folder not found: {image_dir} (images in {path} are relative to it)")
+    rows = _table_rows(path, separator)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    for column in (image_column, caption_column):
+        if column not in rows[0]:
+            raise DataError(f"{path}: no column '{column}'; columns are {list(rows[0])} (set data_loader."
+                            f"{'image' if column == image_column else 'caption'}_column)")
+    grouped: Dict[str, List[str]] = {}
+    for i, row in enumerate(rows):
+        image = row.get(image_column)
+        if not image:
+            raise DataError(f"{path}: row {i + 1} has an empty '{image_column}'")
+        grouped.setdefault(os.path.join(image_dir, str(image)), []).extend(
+            _caption_list(row.get(caption_column), f"{path}: row {i + 1}"))
+    return _finish(list(grouped), list(grouped.values()), path, on_bad_image)
+
+
+def load_caption_records(loader: Mapping[str, Any], stage: Optional[str] = None) -> CaptionRecords:
+    """Records for a run config's ``<split>_dataset.data_loader`` section (see tasks/pretrain.py)."""
+    kind = loader.get("type", "Flickr8kDataLoader")
+    stage = stage or loader.get("stage") or "train"
+    dataset_dir = loader.get("dataset_dir") or ""
+    policy = loader.get("on_bad_image", "skip")
+    _check_policy(policy)
+    if kind == "Flickr8kDataLoader":
+        return read_flickr8k(dataset_dir, stage, policy)
+    if kind == "JsonCaptionDataLoader":
+        return read_json_captions(dataset_dir, stage, loader.get("annotation_file"), loader.get("image_dir"), policy)
+    if kind == "CsvCaptionDataLoader":
+        path = loader.get("annotation_file") or dataset_dir
+        path = path.format(stage=stage)
+        if os.path.isdir(path):
+            raise DataError(f"CsvCaptionDataLoader: {path} is a folder; set data_loader.annotation_file (or "
+                            f"dataset_dir) to the .csv/.tsv/.jsonl file ('{{stage}}' is replaced by the stage)")
+        return read_table_captions(path, loader.get("image_column", "image"), loader.get("caption_column", "caption"),
+                                   loader.get("separator"), loader.get("image_dir"), policy)
+    raise DataError(f"unknown data_loader.type {kind!r}; expected Flickr8kDataLoader, JsonCaptionDataLoader or "
+                    f"CsvCaptionDataLoader")
+
+
+def flatten_captions(records: CaptionRecords) -> Sequence:
+    """(all captions, index of each caption's image) in record order, for retrieval."""
+    texts, owners = [], []
+    for i, caps in enumerate(records.captions):
+        texts.extend(caps)
+        owners.extend([i] * len(caps))
+    return texts, owners

@@ -1,0 +1,274 @@
+"""Caption records -> a ``mindspore.dataset`` pipeline of (image, tokens) batches.
+
+The pipeline is a ``GeneratorDataset`` over a random-access source (``CaptionSource``) with
+parallel workers, fed by a ``SubsetSampler`` whose index list this module computes itself:
+
+* **shuffle** is a permutation drawn from ``(seed, epoch)``, so every epoch has a new order and a
+  run can be replayed exactly;
+* **sharding** (``num_shards`` / ``shard_id``) splits each *global* batch into contiguous per-shard
+  pieces, so global batch k of a sharded run holds exactly the samples of batch k of a one-device
+  run with ``num_shards`` times the batch size (the distributed loss then equals the one-device loss),
+  and no sample goes to two shards;
+* **resume at a data position**: ``start_batch`` drops the batches an interrupted epoch already used;
+* **captions**: every epoch each image gets a fresh caption drawn from ``(seed, epoch, index)``.
+  MindFormers' ``RandomChoiceTokenizerForward`` re-seeded NumPy on every call and so always picked
+  the 5th caption (mindformers-api.md §6); this depends on nothing but its arguments, in any worker.
+
+One pipeline is built per epoch (cheap), which is what lets the epoch enter the caption and
+augmentation seeds without shared mutable state between workers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+import mindspore.dataset as ds
+
+from ms_clip.data.captions import CaptionRecords, DataError
+from ms_clip.processor import CLIP_MEAN, CLIP_STD, CLIPTrainTransform, ImageLoadError, load_image, preprocess
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ImageTransform", "image_transform_from_config", "read_image", "CaptionSource", "ImageSource",
+           "epoch_order", "shard_order", "steps_per_epoch", "build_caption_dataset", "build_image_dataset",
+           "pick_caption"]
+
+# --------------------------------------------------------------------------- images
+
+
+def read_image(path: str) -> Image.Image:
+    """Decode ``path`` fully (EXIF orientation applied); DataError naming the file if it is missing or bad."""
+    try:
+        return load_image(path)
+    except ImageLoadError as err:
+        raise DataError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Resize + center crop (evaluation, ``processor.preprocess``) or open_clip's RandomResizedCrop
+    (training, ``processor.CLIPTrainTransform``), then /255 and normalize -> float32 [3, size, size].
+
+    Random crops draw from the ``rng`` passed in, so they are a function of the caller's seed.
+    """
+
+    size: int
+    random_crop: bool = False
+    scale: Tuple[float, float] = (0.9, 1.0)
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    mean: Tuple[float, ...] = CLIP_MEAN
+    std: Tuple[float, ...] = CLIP_STD
+
+    def __call__(self, img: Image.Image, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        if self.random_crop:
+            crop = CLIPTrainTransform(self.size, self.scale, self.ratio, self.mean, self.std,
+                                      seed=rng if rng is not None else np.random.default_rng())
+            return crop(img)
+        return preprocess(img, self.size, self.mean, self.std)
+
+
+_TRANSFORM_TYPES = ("Resize", "CenterCrop", "RandomResizedCrop", "ToTensor", "Normalize", "ToPIL",
+                    "BatchResize", "BatchCenterCrop", "BatchToTensor", "BatchNormalize", "BatchPILize")
+
+
+def image_transform_from_config(transforms: Optional[Sequence[Any]], default_size: int, where: str) -> ImageTransform:
+    """Read MindFormers' ``transforms`` list (Resize/CenterCrop/RandomResizedCrop/ToTensor/Normalize)."""
+    size, random_crop, scale, ratio = default_size, False, (0.9, 1.0), (3 / 4, 4 / 3)
+    mean, std = CLIP_MEAN, CLIP_STD
+    for i, item in enumerate(transforms or []):
+        item = {"type": item} if isinstance(item, str) else dict(item)
+        kind = item.get("type")
+        if kind not in _TRANSFORM_TYPES:
+            raise DataError(f"{where}[{i}]: unknown transform {kind!r}; expected one of {list(_TRANSFORM_TYPES)}")
+        if kind in ("Resize", "CenterCrop", "RandomResizedCrop", "BatchResize", "BatchCenterCrop"):
+            value = item.get("size", item.get("image_resolution", size))
+            size = int(value[0] if isinstance(value, (list, tuple)) else value)
+        if kind == "RandomResizedCrop":
+            random_crop = True
+            scale = tuple(item.get("scale", scale))
+            ratio = tuple(item.get("ratio", ratio))
+        if kind in ("Normalize", "BatchNormalize"):
+            mean = tuple(item.get("mean", mean))
+            std = tuple(item.get("std", std))
+            # MindFormers writes 0..255 means when ToTensor is absent; ours always work on 0..1 pixels.
+            if max(mean) > 1.0:
+                mean, std = tuple(m / 255 for m in mean), tuple(s / 255 for s in std)
+    return ImageTransform(size, random_crop, scale, ratio, mean, std)
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
+
+
+def pick_caption(num_captions: int, seed: int, epoch: int, index: int) -> int:
+    """The caption used for image ``index`` in ``epoch``: uniform, a pure function of its arguments."""
+    return int(_rng(seed, epoch, index, 0).integers(num_captions))
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """All sample indices in the order of ``epoch`` (a fresh permutation per epoch when shuffling)."""
+    if not shuffle:
+        return np.arange(num_samples, dtype=np.int64)
+    return _rng(seed, epoch, 1).permutation(num_samples).astype(np.int64)
+
+
+def shard_order(order: np.ndarray, batch_size: int, num_shards: int = 1, shard_id: int = 0,
+                drop_remainder: bool = True) -> np.ndarray:
+    """This shard's indices: contiguous ``batch_size`` pieces of each global batch of ``batch_size * num_shards``."""
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
+    global_batch = batch_size * num_shards
+    full = len(order) // global_batch
+    blocks = order[:full * global_batch].reshape(full, num_shards, batch_size)[:, shard_id, :].reshape(-1)
+    if drop_remainder:
+        return blocks
+    tail = order[full * global_batch:]
+    return np.concatenate([blocks, np.array_split(tail, num_shards)[shard_id]])
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, num_shards: int = 1, drop_remainder: bool = True) -> int:
+    """Batches per epoch on each shard."""
+    full, rest = divmod(num_samples, batch_size * num_shards)
+    return full + (1 if rest and not drop_remainder else 0)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _BadImages:
+    """Counts images that failed to decode, and warns once per file."""
+
+    def __init__(self, on_bad_image: str):
+        self.policy = on_bad_image
+        self.files: Dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def handle(self, err: DataError, path: str) -> None:
+        if self.policy == "fail":
+            raise DataError(f"{err} (set data_loader.on_bad_image: skip to skip bad images)")
+        with self._lock:
+            if path not in self.files:
+                self.files[path] = str(err)
+                logger.warning("skipping bad image (%d so far): %s", len(self.files), err)
+
+
+class CaptionSource:
+    """Random access to (image [3,S,S] float32, tokens [L] int32) for one epoch.
+
+    A bad image is skipped by using the next good one (counted and logged), or raises naming the file.
+    """
+
+    def __init__(self, records: CaptionRecords, transform: ImageTransform, epoch: int, seed: int,
+                 random_caption: bool = True, context_length: int = 77, on_bad_image: str = "skip",
+                 tokenizer: Optional[Callable[[List[str], int], np.ndarray]] = None):
+        if tokenizer is None:
+            from ms_clip.tokenizer import tokenize as tokenizer
+        self.records = records
+        self.transform = transform
+        self.epoch = epoch
+        self.seed = seed
+        self.random_caption = random_caption
+        self.context_length = context_length
+        self.tokenizer = tokenizer
+        self.bad = _BadImages(on_bad_image)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _image(self, index: int) -> np.ndarray:
+        n = len(self.records)
+        for offset in range(n):
+            i = (index + offset) % n
+            path = self.records.image_paths[i]
+            try:
+                img = read_image(path)
+            except DataError as err:
+                self.bad.handle(err, path)
+                continue
+            return self.transform(img, _rng(self.seed, self.epoch, index, 2))
+        raise DataError(f"{self.records.source}: no image could be decoded")
+
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        index = int(index)
+        captions = self.records.captions[index]
+        k = pick_caption(len(captions), self.seed, self.epoch, index) if self.random_caption else 0
+        tokens = self.tokenizer([captions[k]], context_length=self.context_length)[0].astype(np.int32)
+        return self._image(index), tokens
+
+
+class ImageSource:
+    """Random access to (image, ok) for evaluation; a skipped bad image gives ok = 0 and zero pixels."""
+
+    def __init__(self, records: CaptionRecords, transform: ImageTransform, on_bad_image: str = "skip"):
+        self.records = records
+        self.transform = transform
+        self.bad = _BadImages(on_bad_image)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        path = self.records.image_paths[int(index)]
+        try:
+            return self.transform(read_image(path)), np.array(1, np.int32)
+        except DataError as err:
+            self.bad.handle(err, path)
+            size = self.transform.size
+            return np.zeros((3, size, size), np.float32), np.array(0, np.int32)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def build_caption_dataset(records: CaptionRecords, batch_size: int, transform: ImageTransform, *, seed: int = 0,
+                          epoch: int = 0, start_batch: int = 0, shuffle: bool = True, random_caption: bool = True,
+                          num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = True,
+                          num_parallel_workers: int = 2, python_multiprocessing: bool = False,
+                          context_length: int = 77, on_bad_image: str = "skip") -> Tuple[ds.Dataset, CaptionSource]:
+    """One epoch of (image [B,3,S,S] float32, text [B,L] int32) batches for this shard, from ``start_batch`` on.
+
+    Returns the dataset and its source (whose ``bad.files`` lists the images skipped so far).
+    """
+    order = shard_order(epoch_order(len(records), seed, epoch, shuffle), batch_size, num_shards, shard_id,
+                        drop_remainder)
+    order = order[start_batch * batch_size:]
+    if len(order) == 0:
+        raise DataError(f"{records.source}: no batch of {batch_size} x {num_shards} shard(s) from {len(records)} "
+                        f"images (start batch {start_batch}); lower the batch size")
+    source = CaptionSource(records, transform, epoch, seed, random_caption, context_length, on_bad_image)
+    dataset = ds.GeneratorDataset(source, column_names=["image", "text"], sampler=ds.SubsetSampler(order.tolist()),
+                                  num_parallel_workers=max(1, num_parallel_workers),
+                                  python_multiprocessing=python_multiprocessing)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder), source
+
+
+def build_image_dataset(records: CaptionRecords, batch_size: int, transform: ImageTransform, *,
+                        num_parallel_workers: int = 2, on_bad_image: str = "skip",
+                        indices: Optional[Sequence[int]] = None) -> Tuple[ds.Dataset, ImageSource]:
+    """(image, ok) batches of ``records`` in order (or of ``indices``), for feature extraction."""
+    source = ImageSource(records, transform, on_bad_image)
+    order = list(range(len(records))) if indices is None else [int(i) for i in indices]
+    dataset = ds.GeneratorDataset(source, column_names=["image", "ok"], sampler=ds.SubsetSampler(order),
+                                  num_parallel_workers=max(1, num_parallel_workers), python_multiprocessing=False)
+    return dataset.batch(batch_size, drop_remainder=False), source
+
+
+def dataset_options(section: Mapping[str, Any]) -> Dict[str, Any]:
+    """The pipeline keyword arguments a run config's dataset section sets."""
+    loader = section["data_loader"]
+    return {
+        "num_parallel_workers": section.get("num_parallel_workers", 2),
+        "python_multiprocessing": section.get("python_multiprocessing", False),
+        "drop_remainder": section.get("drop_remainder", True),
+        "on_bad_image": loader.get("on_bad_image", "skip"),
+        "random_caption": section.get("text_transforms", {}).get("type") != "TokenizerForward",
+        "context_length": section.get("text_transforms", {}).get("max_length", 77),
+    }

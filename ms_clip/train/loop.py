@@ -1,0 +1,321 @@
+"""The training loop: compiled forward/backward and update Cells, driven per optimizer step from Python.
+
+One optimizer step:
+
+1. ``ForwardBackward`` (compiled): loss and gradients of ``CLIPWithLoss`` for one micro-batch, with
+   the loss multiplied by the loss scale (float16) before back-propagation;
+2. gradients of ``gradient_accumulation_steps`` micro-batches are summed (``AddGrads``, compiled);
+3. ``GradNorm`` (compiled) gives the global norm of the summed, still scaled gradients; one host
+   sync decides: non-finite -> skip the step and lower the scale (dynamic loss scaling) or stop the
+   run with a clear error (no loss scaling); finite -> continue;
+4. ``ApplyUpdate`` (compiled): AdamW with the gradient multiplier ``1 / (scale * accum)`` times the
+   clipping factor ``min(1, max_norm / norm)``, then logit_scale clamped to [0, ln 100] (CLIP paper;
+   OpenAI's released code lacks the clamp, openai/CLIP#46).
+
+Everything that changes between steps (lr, bias corrections, multiplier, loss scale) is a scalar
+input, so the Cells compile once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+from ms_clip.loss import ClipLoss, CLIPWithLoss
+from ms_clip.train.optim import AdamW, GradNorm, trainable_parameters
+from ms_clip.train.schedule import LRSchedule
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NonFiniteLossError", "LossScaler", "TrainState", "StepResult", "StepRunner", "ForwardBackward",
+           "ApplyUpdate", "MAX_LOGIT_SCALE", "FitOptions", "fit", "steps_in_epoch"]
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN/inf and loss scaling cannot absorb it."""
+
+
+class ForwardBackward(nn.Cell):
+    """``construct(image, text, sens) -> (loss, grads)``; grads are of ``sens * loss``."""
+
+    def __init__(self, network: nn.Cell, params: Sequence[Parameter]):
+        super().__init__(auto_prefix=False)
+        self.network = network
+        self.weights = ms.ParameterTuple(params)
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+
+    def construct(self, image, text, sens):
+        loss = self.network(image, text)
+        grads = self.grad(self.network, self.weights)(image, text, sens)
+        return loss, grads
+
+
+class AddGrads(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, total, grads):
+        return self.hyper_map(ops.add, total, grads)
+
+
+class ApplyUpdate(nn.Cell):
+    """AdamW update followed by the logit_scale clamp."""
+
+    def __init__(self, optimizer: AdamW, logit_scale: Parameter):
+        super().__init__(auto_prefix=False)
+        self.optimizer = optimizer
+        self.logit_scale = logit_scale
+        self.max_logit_scale = Tensor(MAX_LOGIT_SCALE, ms.float32)
+        self.zero = Tensor(0.0, ms.float32)
+
+    def construct(self, grads, lr, bias_correction1, bias_correction2, grad_multiplier):
+        done = self.optimizer(grads, lr, bias_correction1, bias_correction2, grad_multiplier)
+        current = ops.depend(self.logit_scale, done)
+        return ops.assign(self.logit_scale, ops.clip_by_value(current, self.zero, self.max_logit_scale))
+
+
+@dataclass
+class LossScaler:
+    """Loss scaling state. ``kind``: none | dynamic | fixed (MindSpore's Dynamic/FixedLossScaleUpdateCell)."""
+
+    kind: str = "none"
+    scale: float = 1.0
+    factor: float = 2.0
+    window: int = 1000
+    good_steps: int = 0
+
+    def update(self, finite: bool) -> bool:
+        """Record one step's outcome; returns whether to apply it."""
+        if self.kind != "dynamic":
+            return finite
+        if not finite:
+            self.scale = max(1.0, self.scale / self.factor)
+            self.good_steps = 0
+            return False
+        self.good_steps += 1
+        if self.good_steps >= self.window:
+            self.scale *= self.factor
+            self.good_steps = 0
+        return True
+
+
+@dataclass
+class TrainState:
+    """Where training is: everything a resume needs beyond weights and optimizer moments."""
+
+    step: int = 0  # optimizer steps applied (the schedule position)
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # micro-batches of this epoch already consumed (the data position)
+    samples_seen: int = 0
+    skipped_steps: int = 0  # steps dropped by loss scaling on overflow
+    loss_scale: float = 1.0
+    good_steps: int = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    applied: bool
+    lr: float
+    loss_scale: float
+
+
+class StepRunner:
+    """Compiled cells plus the host logic of one optimizer step (accumulation, scaling, clipping)."""
+
+    def __init__(self, model: nn.Cell, optimizer_config: Dict[str, Any], schedule: LRSchedule, *,
+                 accumulation: int = 1, clip_norm: Optional[float] = 1.0, scaler: Optional[LossScaler] = None,
+                 lock_image: bool = False, lock_text: bool = False, world_size: int = 1, rank: int = 0):
+        self.model = model
+        self.params = trainable_parameters(model, lock_image, lock_text)
+        self.optimizer = AdamW(self.params, float(optimizer_config.get("weight_decay", 0.0)),
+                               float(optimizer_config.get("beta1", 0.9)), float(optimizer_config.get("beta2", 0.98)),
+                               float(optimizer_config.get("eps", 1e-6)))
+        self.network = CLIPWithLoss(model, ClipLoss(world_size, rank))
+        self.forward_backward = ForwardBackward(self.network, self.params)
+        self.add_grads = AddGrads()
+        self.grad_norm = GradNorm()
+        self.apply_update = ApplyUpdate(self.optimizer, model.logit_scale)
+        # Data parallel: every rank gets the mean of all ranks' gradients (MindSpore's all-reduce).
+        self.grad_reducer = nn.DistributedGradReducer(self.params, mean=True, degree=world_size) \
+            if world_size > 1 else None
+        self.schedule = schedule
+        self.accumulation = accumulation
+        self.clip_norm = clip_norm
+        self.scaler = scaler or LossScaler()
+
+    def __call__(self, micro_batches: Sequence[Tuple[Tensor, Tensor]], step: int) -> StepResult:
+        sens = Tensor(self.scaler.scale, ms.float32)
+        total, losses = None, []
+        for image, text in micro_batches:
+            loss, grads = self.forward_backward(image, text, sens)
+            losses.append(loss)
+            # Tuples of tensors passed into a compiled Cell are constants (recompiled on every new value)
+            # unless marked mutable.
+            grads = ms.mutable(grads)
+            total = grads if total is None else ms.mutable(self.add_grads(total, grads))
+        if self.grad_reducer is not None:
+            total = ms.mutable(self.grad_reducer(total))
+        loss = float(np.mean([l.asnumpy() for l in losses]))
+        divisor = self.scaler.scale * len(micro_batches)
+        norm = float(self.grad_norm(total).asnumpy()) / divisor
+        lr = self.schedule(step)
+        finite = math.isfinite(norm) and math.isfinite(loss)
+        if not self.scaler.update(finite):
+            if self.scaler.kind != "dynamic" or self.scaler.scale <= 1.0:
+                raise NonFiniteLossError(
+                    f"non-finite {'loss' if not math.isfinite(loss) else 'gradients'} at optimizer step {step} "
+                    f"(loss {loss}, gradient norm {norm}, lr {lr:.3g}, loss scale {self.scaler.scale:g})")
+            return StepResult(loss, norm, False, lr, self.scaler.scale)
+        multiplier = 1.0 / divisor
+        if self.clip_norm:
+            multiplier *= min(1.0, self.clip_norm / (norm + 1e-6))
+        bc1, bc2 = self.optimizer.bias_corrections(step)
+        self.apply_update(total, Tensor(lr, ms.float32), Tensor(bc1, ms.float32), Tensor(bc2, ms.float32),
+                          Tensor(multiplier, ms.float32))
+        return StepResult(loss, norm, True, lr, self.scaler.scale)
+
+
+# --------------------------------------------------------------------------- epochs
+
+
+@dataclass
+class FitOptions:
+    """What ``fit`` needs beyond the step runner (filled from the run config by the pretrain task)."""
+
+    epochs: int
+    batch_size: int  # per shard
+    accumulation: int = 1
+    max_steps: int = -1
+    seed: int = 0
+    num_shards: int = 1
+    shard_id: int = 0
+    is_main: bool = True  # rank 0: writes checkpoints, logs and metrics
+    save_every_steps: int = 0  # 0: only at epoch end
+    eval_every_epochs: int = 0  # 0: never during training
+    eval_every_steps: int = -1
+    pipeline: Dict[str, Any] = field(default_factory=dict)  # build_caption_dataset keyword arguments
+
+
+def steps_in_epoch(num_samples: int, options: FitOptions) -> int:
+    """Optimizer steps per epoch (micro-batches that do not fill a whole accumulation are dropped)."""
+    from ms_clip.data.pipeline import steps_per_epoch
+
+    batches = steps_per_epoch(num_samples, options.batch_size, options.num_shards,
+                              options.pipeline.get("drop_remainder", True))
+    return batches // options.accumulation
+
+
+def fit(runner: StepRunner, records, transform, options: FitOptions, state: TrainState,
+        save_checkpoint: Callable[[TrainState], Any], evaluate: Optional[Callable[[], Dict[str, float]]] = None,
+        callbacks: Sequence[Any] = ()) -> Tuple[TrainState, Dict[str, Any]]:
+    """Train from ``state`` to the end of ``options.epochs`` (or ``max_steps``).
+
+    Returns the final state and a summary (steps, last loss, samples/s without the compile step).
+
+    ``save_checkpoint(state)`` is called at the configured steps and at every epoch end (rank 0 only);
+    ``evaluate()`` at the configured intervals, its metrics going to the callbacks' ``on_eval_end``.
+    """
+    from ms_clip.data.pipeline import build_caption_dataset
+    from ms_clip.train.callbacks import call_all
+
+    per_epoch = steps_in_epoch(len(records), options)
+    if per_epoch < 1:
+        raise ValueError(f"{records.source}: {len(records)} images give no full optimizer step with batch size "
+                         f"{options.batch_size} x {options.num_shards} shard(s) x {options.accumulation} "
+                         f"accumulation; lower runner_config.batch_size")
+    total = per_epoch * options.epochs
+    if options.max_steps > 0:
+        total = min(total, options.max_steps)
+    samples_per_step = options.batch_size * options.accumulation * options.num_shards
+    info: Dict[str, Any] = {"step": state.step, "epoch": state.epoch, "epochs": options.epochs, "total_steps": total,
+                            "steps_per_epoch": per_epoch, "num_samples": len(records)}
+    call_all(callbacks, "on_train_begin", info)
+    last_saved = state.step
+    rate, timed_steps, timed_seconds = 0.0, 0, 0.0
+
+    def run_eval() -> None:
+        if evaluate is None or not options.is_main:
+            return
+        metrics = evaluate()
+        call_all(callbacks, "on_eval_end", {"step": state.step, "epoch": state.epoch, **metrics})
+
+    if state.step == 0:
+        run_eval()  # the "before" point of the recall curve
+    done = state.step >= total
+    while state.epoch < options.epochs and not done:
+        dataset, source = build_caption_dataset(
+            records, options.batch_size, transform, seed=options.seed, epoch=state.epoch,
+            start_batch=state.batch_in_epoch, num_shards=options.num_shards, shard_id=options.shard_id,
+            **options.pipeline)
+        pending: List[Tuple[Tensor, Tensor]] = []
+        tick = time.perf_counter()
+        for image, text in dataset.create_tuple_iterator(num_epochs=1):
+            pending.append((image, text))
+            if len(pending) < options.accumulation:
+                continue
+            result = runner(pending, state.step)
+            pending = []
+            state.batch_in_epoch += options.accumulation
+            state.samples_seen += samples_per_step
+            state.loss_scale, state.good_steps = runner.scaler.scale, runner.scaler.good_steps
+            if result.applied:
+                state.step += 1
+            else:
+                state.skipped_steps += 1
+                logger.warning("step skipped: gradients overflowed at loss scale; lowered to %g", runner.scaler.scale)
+            now = time.perf_counter()
+            if state.step > 1 or state.skipped_steps:  # the first step includes graph compilation
+                timed_steps += 1
+                timed_seconds += now - tick
+            rate = samples_per_step / max(now - tick, 1e-9)
+            tick = now
+            info = {"step": state.step, "epoch": state.epoch, "epochs": options.epochs, "total_steps": total,
+                    "loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm,
+                    "logit_scale": float(np.exp(runner.model.logit_scale.asnumpy())),
+                    "loss_scale": result.loss_scale, "applied": result.applied, "samples_per_second": rate}
+            if options.is_main:
+                call_all(callbacks, "on_step_end", info)
+            if result.applied and options.is_main and options.save_every_steps > 0 and \
+                    state.step % options.save_every_steps == 0:
+                save_checkpoint(state)
+                last_saved = state.step
+            if result.applied and options.eval_every_steps > 0 and state.step % options.eval_every_steps == 0:
+                run_eval()
+            if state.step >= total:
+                done = True
+                break
+        bad = len(source.bad.files)
+        if bad:
+            logger.warning("epoch %d: %d bad images were skipped (replaced by the next good image)", state.epoch + 1, bad)
+        if not done or state.batch_in_epoch >= per_epoch * options.accumulation:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if options.is_main and state.step != last_saved:
+                save_checkpoint(state)
+                last_saved = state.step
+            if options.eval_every_epochs > 0 and state.epoch % options.eval_every_epochs == 0:
+                run_eval()
+    if options.is_main and state.step != last_saved:
+        save_checkpoint(state)  # max_steps ended the run mid-epoch
+    info = {**info, "step": state.step, "epoch": state.epoch,
+            "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate}
+    call_all(callbacks, "on_train_end", info)
+    summary = {k: info.get(k) for k in ("step", "epoch", "total_steps", "loss", "lr", "logit_scale",
+                                        "samples_per_second")}
+    summary["skipped_steps"] = state.skipped_steps
+    return state, summary

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""MindFormers' command line for CLIP: parse flags -> run config -> Trainer -> train/finetune/eval/predict.
+
+    python run_mindformer.py --config configs/clip/run_clip_vit_b_32_pretrain_flickr8k.yaml \\
+        --run_mode train --train_dataset_dir ./Flickr8k
+    python run_mindformer.py --config configs/clip/run_clip_vit_b_32_zero_shot_image_classification_cifar100.yaml \\
+        --run_mode eval --eval_dataset_dir ./cifar-100-python
+
+User errors (a bad key, a missing file, no weights, ...) end with one ``error: ...`` line and exit
+code 1; set MS_CLIP_DEBUG=1 for the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+logger = logging.getLogger("ms_clip.cli")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def str2bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def bool_or_path(value: str):
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="CLIP with MindFormers' run_mindformer.py interface (ms_clip)")
+    parser.add_argument("--config", required=True, help="run YAML (configs/clip/run_clip_*.yaml)")
+    parser.add_argument("--run_mode", choices=("train", "finetune", "eval", "predict"), default=None,
+                        help="default: the YAML's run_mode")
+    parser.add_argument("--train_dataset_dir", help="sets train_dataset.data_loader.dataset_dir")
+    parser.add_argument("--eval_dataset_dir", help="sets eval_dataset.data_loader.dataset_dir")
+    parser.add_argument("--predict_data", nargs="+", help="images, folders (expanded to their images) or URLs")
+    parser.add_argument("--predict_batch_size", type=int)
+    parser.add_argument("--load_checkpoint", help="weights: a .ckpt, a save_pretrained folder or a model name")
+    parser.add_argument("--resume_training", type=bool_or_path,
+                        help="True: continue from the newest checkpoint of output_dir; or a training checkpoint")
+    parser.add_argument("--do_eval", type=str2bool, help="evaluate during training (eval_epoch_interval)")
+    parser.add_argument("--output_dir")
+    parser.add_argument("--epochs", type=int, help="sets runner_config.epochs")
+    parser.add_argument("--batch_size", type=int, help="sets runner_config.batch_size")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device_id", type=int)
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"))
+    parser.add_argument("--use_parallel", type=str2bool)
+    parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="any other run-config key by dotted path, e.g. runner_config.max_steps=20")
+    return parser
+
+
+def expand_predict_data(items: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """Files and URLs as given; a folder becomes its image files in name order."""
+    if not items:
+        return None
+    out: List[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            files = sorted(os.path.join(item, n) for n in os.listdir(item) if n.lower().endswith(IMAGE_EXTENSIONS))
+            if not files:
+                raise ValueError(f"--predict_data: folder {item} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            out.extend(files)
+        else:
+            out.append(item)
+    return out
+
+
+def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    flags = {
+        "run_mode": args.run_mode,
+        "train_dataset.data_loader.dataset_dir": args.train_dataset_dir,
+        "eval_dataset.data_loader.dataset_dir": args.eval_dataset_dir,
+        "load_checkpoint": args.load_checkpoint,
+        "resume_training": args.resume_training,
+        "do_eval": args.do_eval,
+        "output_dir": args.output_dir,
+        "runner_config.epochs": args.epochs,
+        "runner_config.batch_size": args.batch_size,
+        "seed": args.seed,
+        "context.device_id": args.device_id,
+        "context.device_target": args.device_target,
+        "use_parallel": args.use_parallel,
+    }
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    from ms_clip.run_config import apply_overrides, read_yaml
+    from ms_clip.trainer import Trainer
+
+    raw = read_yaml(args.config)
+    apply_overrides(raw, overrides_from_args(args))
+    apply_overrides(raw, args.options)
+    run_mode = raw.get("run_mode") or "train"
+    trainer = Trainer(args=raw)
+    if run_mode == "train":
+        result: Any = trainer.train()
+    elif run_mode == "finetune":
+        result = trainer.finetune()
+    elif run_mode == "eval":
+        result = trainer.evaluate()
+    elif run_mode == "predict":
+        result = trainer.predict(input_data=expand_predict_data(args.predict_data),
+                                 batch_size=args.predict_batch_size)
+        logger.info("output result is: %s", result)
+    else:
+        raise ValueError(f"run_mode {run_mode!r} is not supported; use train, finetune, eval or predict")
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def _user_errors():
+    from ms_clip.models.config import ConfigError
+    from ms_clip.train.loop import NonFiniteLossError
+
+    # Our errors all derive from ValueError (ConfigError, DataError, WeightsError, ImageLoadError).
+    return (ConfigError, ValueError, FileNotFoundError, NonFiniteLossError, RuntimeError)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings would drown the training log
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - turned into one readable line below
+        if os.environ.get("MS_CLIP_DEBUG") or not isinstance(err, _user_errors()):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
