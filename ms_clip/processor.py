@@ -41,6 +41,7 @@ __all__ = [
     "preprocess",
     "CLIPImageProcessor",
     "CLIPTrainTransform",
+    "random_resized_crop_params",
     "train_transform",
     "CLIPProcessor",
 ]
@@ -374,7 +375,8 @@ class CLIPTrainTransform:
         scale / ratio: RandomResizedCrop ranges (open_clip: scale 0.9-1.0, ratio 3/4-4/3).
         seed: an int for a reproducible stream, a numpy ``Generator``/``RandomState`` to share one,
             or None for fresh entropy. With None the generator is created lazily in each process,
-            so forked data-loader workers do not all replay the same crops.
+            so forked data-loader workers do not all replay the same crops; with an int, every
+            worker that receives a copy replays the same stream (give each shard its own seed).
     """
 
     def __init__(
