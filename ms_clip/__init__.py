@@ -15,6 +15,8 @@ _LAZY = {
     "CLIPImageProcessor": "ms_clip.processor",
     "CLIPProcessor": "ms_clip.processor",
     "load_image": "ms_clip.processor",
+    "ImageLoadError": "ms_clip.processor",
+    "CLIPTrainTransform": "ms_clip.processor",
     "ClipLoss": "ms_clip.loss",
     "Trainer": "ms_clip.trainer",
     "pipeline": "ms_clip.pipelines",
