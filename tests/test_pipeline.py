@@ -2,16 +2,13 @@
 
 URL inputs are served by a real HTTP server on 127.0.0.1; image files are real PNG/JPEG files.
 """
-import functools
-import http.server
-import threading
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import mindspore as ms
 
+from _helpers_http import serve_directory
 from ms_clip import pipeline
 from ms_clip.eval.zero_shot import build_zero_shot_classifier, zero_shot_scores
 from ms_clip.pipelines import ZeroShotImageClassificationPipeline
@@ -44,14 +41,8 @@ def files(tmp_path_factory, images):
 
 @pytest.fixture(scope="module")
 def server(files):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(files))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_directory(files) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
