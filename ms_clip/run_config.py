@@ -446,19 +446,24 @@ def apply_overrides(config: Dict[str, Any], overrides: Union[Mapping[str, Any], 
         if value is None:
             continue
         parts = dotted.split(".")
-        node = config
+        node: Any = config
         node_schema = schema
         for i, part in enumerate(parts):
-            if node_schema is not None:
+            where = ".".join(parts[:i + 1])
+            if isinstance(node, list):  # an index into a list value (e.g. callbacks.1.keep_checkpoint_max)
+                if not part.isdigit() or int(part) >= len(node):
+                    raise RunConfigError(f"override '{dotted}': '{where}' is not an index of a {len(node)}-item list")
+                part = int(part)  # type: ignore[assignment]
+                node_schema = None  # list items are checked after validation by the section's own check
+            elif node_schema is not None:
                 if not isinstance(node_schema, Mapping) or part not in node_schema:
                     valid = node_schema if isinstance(node_schema, Mapping) else {}
-                    raise RunConfigError(f"override '{dotted}': unknown key '{'.'.join(parts[:i + 1])}'."
-                                         f"{_hint(part, valid)}")
+                    raise RunConfigError(f"override '{dotted}': unknown key '{where}'.{_hint(part, valid)}")
                 node_schema = node_schema[part]
             if i == len(parts) - 1:
                 node[part] = value
             else:
-                if not isinstance(node.get(part), dict):
+                if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
                     node[part] = {}
                 node = node[part]
     return config
