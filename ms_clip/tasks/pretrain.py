@@ -14,7 +14,6 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ms_clip.processor import CLIP_MEAN, CLIP_STD
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +52,8 @@ DATASET_SCHEMA: Dict[str, Any] = {
     },
     # Image transforms, in MindFormers' names: Resize{size} + CenterCrop{size} (evaluation preprocessing),
     # or RandomResizedCrop{size, scale, ratio} (training augmentation), then ToTensor + Normalize{mean, std}.
-    "transforms": [
-        {"type": "Resize", "size": 224, "interpolation": "cubic"},
-        {"type": "CenterCrop", "size": 224},
-        {"type": "ToTensor"},
-        {"type": "Normalize", "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "is_hwc": False},
-    ],
+    # None: Resize + CenterCrop to the model's image_size with CLIP's mean/std.
+    "transforms": None,
     "tokenizer": {"type": "CLIPTokenizer", "pad_token": "!", "vocab_file": None},
     "num_parallel_workers": 8,
     "python_multiprocessing": False,
