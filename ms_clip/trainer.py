@@ -107,7 +107,8 @@ def resolve_model(config: Mapping[str, Any], model: Any = None, weights: Any = N
     if require_weights and not source:
         raise RunConfigError("no model weights given: set load_checkpoint (--load_checkpoint) to a .ckpt, a "
                              "save_pretrained folder or a model name (e.g. clip_vit_b_32), or "
-                             "model.model_config.checkpoint_name_or_path; evaluation never uses random weights")
+                             "model.model_config.checkpoint_name_or_path; evaluation, prediction and fine-tuning never use "
+                             "random weights")
     ckpt_config, ckpt = (None, None)
     if source:
         ckpt_config, ckpt = _resolve_weights(source)
@@ -249,9 +250,7 @@ class Trainer:
         self._require("train")
         weights = self._checkpoint_flag(finetune_checkpoint, self.config["output_dir"])
         if weights is None and not _weights_source(self.config, None):
-            name = self.config["trainer"]["model_name"]
-            weights = name if isinstance(self._model_arg, str) or not get_path(self.config, "model.model_config") \
-                else None
+            weights = self.config["trainer"]["model_name"]  # MindFormers: fine-tune the named pretrained model
         return self._train(weights, resume_training, do_eval, require_weights=True, **kwargs)
 
     def _train(self, weights, resume_training, do_eval, require_weights, **kwargs) -> Dict[str, Any]:
