@@ -3,13 +3,30 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Tuple
 
 from ms_clip.train.callbacks import read_metrics
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["plot_training_curves"]
+
+
+def _line_plot(plt, series: Dict[str, Tuple[List[float], List[float]]], ylabel: str, title: str, path: str,
+               highlight: str = "") -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o" if len(xs) < 50 else None, label=label, lw=2 if label == highlight else 1)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_training_curves(metrics_path: str, out_dir: str) -> List[str]:
@@ -25,33 +42,13 @@ def plot_training_curves(metrics_path: str, out_dir: str) -> List[str]:
     os.makedirs(out_dir, exist_ok=True)
     written = []
     if train:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("contrastive loss")
-        ax.set_title("training loss")
-        ax.grid(alpha=0.3)
-        path = os.path.join(out_dir, "loss.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        series = {"loss": ([r["step"] for r in train], [r["loss"] for r in train])}
+        written.append(_line_plot(plt, series, "contrastive loss", "training loss", os.path.join(out_dir, "loss.png")))
     if evals:
         keys = [k for k in evals[-1] if k.endswith(("R@1", "R@5", "R@10")) or k == "mean_recall"]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in keys:
-            ax.plot([r["step"] for r in evals], [100 * r[key] for r in evals], marker="o", label=key,
-                    lw=2 if key == "mean_recall" else 1)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("recall (%)")
-        ax.set_title("retrieval recall on the evaluation split")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        path = os.path.join(out_dir, "recall.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        series = {k: ([r["step"] for r in evals], [100 * r[k] for r in evals]) for k in keys}
+        written.append(_line_plot(plt, series, "recall (%)", "retrieval recall on the evaluation split",
+                                  os.path.join(out_dir, "recall.png"), highlight="mean_recall"))
     for path in written:
         logger.info("wrote %s", path)
     return written
