@@ -5,9 +5,9 @@
 On one device ``labels = arange(B)``. With ``world_size > 1`` each rank all-gathers the image and
 text features of every rank and scores its *local* rows against *all* columns (open_clip's
 ``local_loss=True`` with ``gather_with_grad=True``; clip-facts.md §7): labels are
-``arange(B) + B * rank``. MindSpore's ``AllGather`` back-propagates as a sum ReduceScatter, so
-every rank's features receive the gradients of every rank's loss; with ``gradients_mean`` the
-update equals one device computing the loss over the whole global batch.
+``arange(B) + B * rank``. The gather back-propagates the sum over ranks (``GatherWithGrad``), so
+every rank's features receive the gradients of every rank's loss; with the gradient mean over
+ranks the update equals one device computing the loss over the whole global batch.
 """
 from __future__ import annotations
 
@@ -16,7 +16,29 @@ from typing import Tuple
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-__all__ = ["ClipLoss", "CLIPWithLoss"]
+__all__ = ["ClipLoss", "CLIPWithLoss", "GatherWithGrad"]
+
+
+class GatherWithGrad(nn.Cell):
+    """All-gather along axis 0 whose gradient is the sum over ranks of the gradient of this rank's rows.
+
+    That is AllGather's own gradient (a sum ReduceScatter); written as AllReduce + slice because
+    MindSpore has no ReduceScatter kernel on CPU.
+    """
+
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank = rank
+        self.gather = ops.AllGather()
+        self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
+
+    def construct(self, x):
+        return self.gather(x)
+
+    def bprop(self, x, out, dout):
+        batch = x.shape[0]
+        total = self.all_reduce(dout)
+        return (total[self.rank * batch:(self.rank + 1) * batch],)
 
 
 class ClipLoss(nn.Cell):
@@ -33,7 +55,7 @@ class ClipLoss(nn.Cell):
             raise ValueError(f"ClipLoss: need world_size >= 1 and 0 <= rank < world_size, got {world_size}, {rank}")
         self.world_size = world_size
         self.rank = rank
-        self.gather = ops.AllGather() if world_size > 1 else None
+        self.gather = GatherWithGrad(rank) if world_size > 1 else None
         self.cross_entropy = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
 
     def logits(self, image_embeds: Tensor, text_embeds: Tensor, logit_scale: Tensor) -> Tuple[Tensor, Tensor]:

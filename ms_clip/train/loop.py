@@ -68,6 +68,18 @@ class AddGrads(nn.Cell):
         return self.hyper_map(ops.add, total, grads)
 
 
+class MeanOverRanks(nn.Cell):
+    """The mean of a tensor over all ranks (for logging the global-batch loss)."""
+
+    def __init__(self, world_size: int):
+        super().__init__()
+        self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
+        self.world_size = world_size
+
+    def construct(self, x):
+        return self.all_reduce(x) / self.world_size
+
+
 class ApplyUpdate(nn.Cell):
     """AdamW update followed by the logit_scale clamp."""
 
@@ -153,6 +165,7 @@ class StepRunner:
         # Data parallel: every rank gets the mean of all ranks' gradients (MindSpore's all-reduce).
         self.grad_reducer = nn.DistributedGradReducer(self.params, mean=True, degree=world_size) \
             if world_size > 1 else None
+        self.loss_mean = MeanOverRanks(world_size) if world_size > 1 else None
         self.schedule = schedule
         self.accumulation = accumulation
         self.clip_norm = clip_norm
@@ -163,7 +176,7 @@ class StepRunner:
         total, losses = None, []
         for image, text in micro_batches:
             loss, grads = self.forward_backward(image, text, sens)
-            losses.append(loss)
+            losses.append(self.loss_mean(loss) if self.loss_mean is not None else loss)
             # Tuples of tensors passed into a compiled Cell are constants (recompiled on every new value)
             # unless marked mutable.
             grads = ms.mutable(grads)
