@@ -387,9 +387,21 @@ def _check_values(config: Dict[str, Any]) -> None:
         raise RunConfigError("runner_config.lock_image and runner_config.lock_text are both True: nothing would train")
 
 
+# MindFormers keys that are accepted (so their YAMLs load) but change nothing here: a warning, never silence.
+_NOT_ACTED_ON = ("runner_config.sink_mode", "layer_scale", "lr_scale", "recompute_config.recompute", "auto_tune",
+                 "profile", "auto_trans_ckpt", "only_save_strategy", "parallel.enable_parallel_optimizer")
+
+
+def _warn_not_acted_on(config: Dict[str, Any]) -> None:
+    for path in _NOT_ACTED_ON:
+        if get_path(config, path):
+            logger.warning("%s is set but ms_clip does not implement it; it has no effect", path)
+
+
 # Extra checks run after schema validation, in order. Task modules may add theirs via
 # ``RUN_CONFIG_CHECKS`` (a list of callables taking the validated dict).
-_CHECKS: List[Callable[[Dict[str, Any]], None]] = [_check_model, _check_callbacks, _check_values]
+_CHECKS: List[Callable[[Dict[str, Any]], None]] = [_check_model, _check_callbacks, _check_values,
+                                                   _warn_not_acted_on]
 
 
 # --------------------------------------------------------------------------- loading and overrides
