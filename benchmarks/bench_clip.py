@@ -59,7 +59,6 @@ def _time(fn, reps: int):
 
 
 def _run_ms(model_name: str, kind: str, batch: int, reps: int):
-    import numpy as np
     import mindspore as ms
 
     from ms_clip import create_model
@@ -74,25 +73,16 @@ def _run_ms(model_name: str, kind: str, batch: int, reps: int):
     if kind == "text":
         model.set_train(False)
         return _time(lambda: model.get_text_features(tx).asnumpy(), reps)
-    from ms_clip.loss import ClipLoss
+    # The library's own optimizer step (ms_clip.train.loop.StepRunner): forward + backward + AdamW
+    # + logit_scale clamp, the path `run_mindformer.py --run_mode train` takes. Clipping off, as in
+    # the PyTorch reference.
+    from ms_clip.train.loop import StepRunner
+    from ms_clip.train.schedule import LRSchedule
 
     model.set_train(True)
-    loss_fn = ClipLoss()
-    optimizer = ms.nn.AdamWeightDecay(model.trainable_params(), learning_rate=1e-5, beta1=0.9, beta2=0.98, eps=1e-6,
-                                      weight_decay=0.2)
-
-    def forward(image, text):
-        return loss_fn(*model(image, text))
-
-    grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
-
-    @ms.jit
-    def step(image, text):
-        loss, grads = grad_fn(image, text)
-        optimizer(grads)
-        return loss
-
-    return _time(lambda: step(px, tx).asnumpy(), reps)
+    runner = StepRunner(model, {"weight_decay": 0.2, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6},
+                        LRSchedule(base_lr=1e-5, total_steps=1000, kind="constant"), clip_norm=None)
+    return _time(lambda: runner([(px, tx)], step=0), reps)
 
 
 def _run_torch(model_name: str, kind: str, batch: int, reps: int, threads: int):
@@ -132,6 +122,17 @@ def _run_torch(model_name: str, kind: str, batch: int, reps: int, threads: int):
     return _time(step, reps)
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def worker(framework: str, figure: str, reps: int, threads: int) -> dict:
     model_name, kind, batch = FIGURES[figure]
     if framework == "ms_clip":
@@ -163,6 +164,12 @@ def main() -> None:
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:
         parser.error(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
+    # The ratio is only meaningful on an otherwise idle machine: under load PyTorch slowed down
+    # much more than MindSpore here (measured 19 -> 3 img/s vs 34 -> 9), which inflates the ratio.
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"warning: 1-min load average is {load_before:.2f} before starting; figures will be noisy",
+              file=sys.stderr)
     results = []
     for figure in figures:
         for framework in FRAMEWORKS:
@@ -192,9 +199,11 @@ def main() -> None:
     import torch
 
     env = dict(python=platform.python_version(), mindspore=mindspore.__version__, torch=torch.__version__,
-               threads=args.threads, cpu=platform.processor() or platform.machine(), reps=args.reps)
-    print(f"ms_clip vs PyTorch (HF CLIPModel), float32, CPU, {args.threads} threads, median of {args.reps}; "
-          f"MindSpore {env['mindspore']}, torch {env['torch']}")
+               threads=args.threads, cpu=_cpu_model(), cores=os.cpu_count(), reps=args.reps,
+               load_avg_before=round(load_before, 2), load_avg_after=round(os.getloadavg()[0], 2))
+    print(f"ms_clip vs PyTorch (HF CLIPModel), float32, {env['cpu']}, {args.threads} threads, median of "
+          f"{args.reps}; MindSpore {env['mindspore']}, torch {env['torch']}; load avg {env['load_avg_before']} -> "
+          f"{env['load_avg_after']}")
     print("\n".join(rows))
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(dict(environment=env, results=summary), f, indent=2)
