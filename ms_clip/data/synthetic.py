@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 logger = logging.getLogger(__name__)
 
 __all__ = ["SHAPES", "COLOURS", "SIZES", "POSITIONS", "Scene", "make_scene", "render", "captions_for",
-           "write_flickr8k"]
+           "World", "BASIC_WORLD", "write_flickr8k"]
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
 COLOURS: Dict[str, Tuple[int, int, int]] = {
@@ -130,6 +130,19 @@ def captions_for(scene: Scene, rng: np.random.Generator, n: int = 5) -> List[str
     return [TEMPLATES[i].format(**words) for i in chosen]
 
 
+@dataclass(frozen=True)
+class World:
+    """How one image-caption pair is drawn: ``make_scene(rng)``, ``render(scene, image_size, rng)``,
+    ``captions(scene, rng)`` (five captions). ``write_flickr8k`` calls them in that order, with the
+    file name drawn between the scene and its rendering, so a world is deterministic in the seed."""
+    make_scene: Callable[[np.random.Generator], Any]
+    render: Callable[[Any, int, np.random.Generator], Image.Image]
+    captions: Callable[[Any, np.random.Generator], List[str]]
+
+
+BASIC_WORLD = World(make_scene=make_scene, render=render, captions=captions_for)
+
+
 def _image_name(rng: np.random.Generator, used: set) -> str:
     """A Flickr-style file name (``1000268201_693b08cb0e.jpg``), unique within the dataset."""
     while True:
@@ -140,10 +153,11 @@ def _image_name(rng: np.random.Generator, used: set) -> str:
 
 
 def write_flickr8k(root: str, n_images: int = 600, seed: int = 0, image_size: int = 64,
-                   split_fractions: Sequence[float] = (0.7, 0.1, 0.2)) -> str:
+                   split_fractions: Sequence[float] = (0.7, 0.1, 0.2), world: World = BASIC_WORLD) -> str:
     """Write ``n_images`` synthetic scenes in the real Flickr8k layout under ``root``; returns ``root/Flickr8k``.
 
     Deterministic in ``seed``. The train/dev/test split lists get ``split_fractions`` of the images.
+    ``world`` draws the scenes (default: this module's shapes; ``ms_clip.data.shapes_world`` has a richer one).
     """
     if n_images < 3:
         raise ValueError(f"n_images must be at least 3 (one per split), got {n_images}")
@@ -156,11 +170,11 @@ def write_flickr8k(root: str, n_images: int = 600, seed: int = 0, image_size: in
     used: set = set()
     names, lines = [], []
     for _ in range(n_images):
-        scene = make_scene(rng)
+        scene = world.make_scene(rng)
         name = _image_name(rng, used)
-        render(scene, image_size, rng).save(os.path.join(image_dir, name), quality=95)
+        world.render(scene, image_size, rng).save(os.path.join(image_dir, name), quality=95)
         names.append(name)
-        lines.extend(f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene, rng)))
+        lines.extend(f"{name}#{k}\t{caption}" for k, caption in enumerate(world.captions(scene, rng)))
     with open(os.path.join(text_dir, "Flickr8k.token.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     n_train = int(round(split_fractions[0] * n_images))
