@@ -1,10 +1,10 @@
 """The offline demo world: twelve shapes in eight colours, photographed in five styles, with varied captions.
 
-It extends ``ms_clip.data.synthetic`` (same colours, backgrounds, positions and Flickr8k writer) so a
-small CLIP trained on it learns something a zero-shot classifier can use:
+It extends ``ms_clip.data.synthetic`` (same colours, backgrounds and Flickr8k writer) so that a small
+CLIP trained on it for a few minutes learns something a zero-shot classifier can use:
 
-* every image shows one of :data:`WORLD_SHAPES` (the classes), in one colour, small or large, at
-  one of five positions, on a muted background, in one photo *style* — plain, blurry, black and
+* every image shows one of :data:`WORLD_SHAPES` (the classes), in one colour, small or large,
+  near the centre, on a muted background, in one photo *style* — plain, blurry, black and
   white, low contrast or high contrast — which is really applied to the pixels;
 * its five captions name the shape and some of the other attributes, in wordings that include
   the phrases of OpenAI's CIFAR prompts ("a blurry photo of a ...", "a photo of the big ...") and
@@ -30,8 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from ms_clip.data.classification import write_cifar100
-from ms_clip.data.synthetic import (_POSITION_PHRASE, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, World, _polygon,
-                                    write_flickr8k)
+from ms_clip.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZES, World, _polygon, write_flickr8k
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +53,26 @@ _SUPERSAMPLE = 4
 _TEST_STREAM, _SAMPLE_STREAM = 1_000_003, 2_000_003
 
 # {photo} is "a photo" / "a blurry photo" / ...; {colour} ends with a space, or is empty for black and white.
+# Most templates name the shape without the colour on purpose: colour, size and style alone already
+# tell most images of a batch apart, so captions that always spelled them out let the contrastive loss
+# fall while the model never looked at the outline (measured: zero-shot top-1 stayed at chance). For the
+# same reason the shapes stay near the centre: a ViT this small, trained for minutes, learns an outline
+# at one place far faster than at five (measured: ~20% top-1 after 3 epochs with five positions).
 WORLD_TEMPLATES = (
-    "{photo} of a {colour}{shape}.",
+    "{photo} of a {shape}.",
+    "{photo} of the {shape}.",
+    "{photo} of a {size} {shape}.",
     "{photo} of the {size} {shape}.",
-    "{photo} of a {size} {colour}{shape} on the {position}",
     "{quality} photo of a {shape}.",
-    "a picture of {colour}{shape}.",
-    "a picture of a {size} {shape}",
-    "a {size} {colour}{shape} on the {position}",
-    "there is a {size} {shape} in the {position}",
-    "a drawing of a {shape}{in_colour}",
-    "{colour}{shape} near the {position}",
-    "one {colour}{shape}",
+    "a picture of {shape}.",
+    "a picture of a {shape}",
+    "a drawing of a {shape}",
+    "a {size} {shape}",
     "a {shape}",
+    "{photo} of a {colour}{shape}.",
+    "a {size} {colour}{shape} on a plain background",
+    "there is a {shape} in the middle",
+    "a drawing of a {shape}{in_colour}",
 )
 
 
@@ -75,7 +81,6 @@ class WorldScene:
     shape: str
     colour: str
     size: str
-    position: str
     background: int  # index into synthetic.BACKGROUNDS
     style: str
     jitter: Tuple[float, float]  # centre offset, fraction of the image size
@@ -92,10 +97,9 @@ def make_world_scene(rng: np.random.Generator, shape: str = None) -> WorldScene:
         shape=shape,
         colour=list(COLOURS)[rng.integers(len(COLOURS))],
         size=SIZES[rng.integers(len(SIZES))],
-        position=POSITIONS[rng.integers(len(POSITIONS))],
         background=int(rng.integers(len(BACKGROUNDS))),
         style=STYLES[rng.choice(len(STYLES), p=STYLE_WEIGHTS)],
-        jitter=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05))),
+        jitter=(float(rng.uniform(-0.06, 0.06)), float(rng.uniform(-0.06, 0.06))),
         scale=float(rng.uniform(0.9, 1.1)),
     )
 
@@ -139,7 +143,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, scene: WorldScene, cx: float, cy: flo
 
 def _apply_style(img: Image.Image, style: str, image_size: int) -> Image.Image:
     if style == "blurry":
-        return img.filter(ImageFilter.GaussianBlur(radius=0.03 * image_size))
+        return img.filter(ImageFilter.GaussianBlur(radius=0.02 * image_size))
     if style == "black and white":
         return img.convert("L").convert("RGB")
     if style == "low contrast":
@@ -155,11 +159,9 @@ def render_world(scene: WorldScene, image_size: int, rng: np.random.Generator) -
     """The scene as an RGB image of ``image_size`` pixels: antialiased shape, style, mild pixel noise."""
     big = image_size * _SUPERSAMPLE
     img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
-    r = big * (0.16 if scene.size == "small" else 0.28) * scene.scale
-    centres = {"center": (0.5, 0.5), "left": (0.3, 0.5), "right": (0.7, 0.5), "top": (0.5, 0.3),
-               "bottom": (0.5, 0.7)}
-    fx, fy = centres[scene.position]
-    _draw_shape(ImageDraw.Draw(img), scene, (fx + scene.jitter[0]) * big, (fy + scene.jitter[1]) * big, r)
+    # Large enough that at CIFAR's 32 px a small shape still has a readable outline (radius ~7 px).
+    r = big * (0.22 if scene.size == "small" else 0.33) * scene.scale
+    _draw_shape(ImageDraw.Draw(img), scene, (0.5 + scene.jitter[0]) * big, (0.5 + scene.jitter[1]) * big, r)
     img = _apply_style(img.resize((image_size, image_size), Image.LANCZOS), scene.style, image_size)
     s = image_size
     pixels = np.asarray(img, dtype=np.int16) + rng.integers(-10, 11, size=(s, s, 3), dtype=np.int16)
@@ -174,7 +176,6 @@ def _words(scene: WorldScene, rng: np.random.Generator) -> Dict[str, str]:
         "colour": "" if bw else scene.colour + " ",
         "in_colour": "" if bw else " in " + scene.colour,
         "size": str(rng.choice(SIZE_WORDS[scene.size])),
-        "position": _POSITION_PHRASE[scene.position],
         "photo": "a photo" if scene.style == "plain" else f"a {scene.style} photo",
         "quality": quality,
     }
