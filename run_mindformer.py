@@ -126,6 +126,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def _process_label() -> str:
+    """'[rank R] ' / '[scheduler] ' inside an msrun job (each process's log then says who failed), else ''."""
+    if not os.environ.get("MS_WORKER_NUM"):
+        return ""
+    from ms_clip.distributed import current_rank, is_scheduler
+
+    if is_scheduler():
+        return "[scheduler] "
+    rank = current_rank()
+    return f"[rank {rank}] " if rank is not None else f"[worker {os.environ.get('RANK_ID', '?')}, not joined] "
+
+
 def _user_errors():
     from ms_clip.models.config import ConfigError
     from ms_clip.train.loop import NonFiniteLossError
@@ -143,5 +155,12 @@ if __name__ == "__main__":
     except Exception as err:  # noqa: BLE001 - turned into one readable line below
         if os.environ.get("MS_CLIP_DEBUG") or not isinstance(err, _user_errors()):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_process_label()}{err}", file=sys.stderr)
+        if os.environ.get("MS_WORKER_NUM"):
+            # In an msrun job, MindSpore's exit handlers keep retrying the (failed) cluster for tens of
+            # seconds before the process ends; msrun only reacts to the exit, so leave at once.
+            logging.shutdown()
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
         sys.exit(1)

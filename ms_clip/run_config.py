@@ -145,6 +145,9 @@ COMMON_SCHEMA: Dict[str, Any] = {
         "log_interval": 10,
         # Ours: stop after this many optimizer steps in total (-1: run all epochs). For smoke runs.
         "max_steps": -1,
+        # Ours: write each rank's sample indices of every optimizer step to output_dir/log/samples_rank<r>.jsonl
+        # (to check the data sharding: every sample once per epoch across ranks).
+        "record_samples": False,
     },
     # How each optimizer step is wrapped (MindFormers' runner_wrapper keys).
     "runner_wrapper": {

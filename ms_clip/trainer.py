@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ms_clip.distributed import broadcast_parameters, init_distributed
 from ms_clip.models.config import CLIPConfig, ConfigError
 from ms_clip.run_config import TASKS, RunConfigError, get_path, load_run_config, resolve_task
 
@@ -25,14 +26,20 @@ _ARCH_KEYS = ("text_config", "vision_config", "projection_dim")
 
 
 def apply_context(config: Mapping[str, Any]) -> None:
-    """Set MindSpore's execution mode and device from the run config's ``context`` section."""
+    """Set MindSpore's execution mode and device from the run config's ``context`` section.
+
+    Under ``use_parallel`` the device id is left to ``init()``, which takes msrun's DEVICE_ID (the
+    local rank) and refuses any later change.
+    """
     import mindspore as ms
 
     context = config["context"]
     ms.set_context(mode=ms.GRAPH_MODE if context["mode"] == 0 else ms.PYNATIVE_MODE)
     target = context["device_target"]
     if target is not None:
-        ms.set_context(device_target=target, device_id=int(context["device_id"]))
+        ms.set_context(device_target=target)
+        if not config["use_parallel"]:
+            ms.set_context(device_id=int(context["device_id"]))
     extra = {k: context[k] for k in ("max_call_depth", "enable_graph_kernel", "save_graphs") if context[k]}
     if context.get("max_device_memory"):
         extra["max_device_memory"] = context["max_device_memory"]
@@ -42,24 +49,6 @@ def apply_context(config: Mapping[str, Any]) -> None:
         extra["save_graphs_path"] = context["save_graphs_path"]
     if extra:
         ms.set_context(**extra)
-
-
-def init_distributed(config: Mapping[str, Any]):
-    """(rank, world_size): (0, 1) unless ``use_parallel``; then MindSpore's communication is initialised
-    (launch with msrun) in data-parallel mode with gradient mean."""
-    if not config["use_parallel"]:
-        return 0, 1
-    import mindspore as ms
-    from mindspore.communication import get_group_size, get_rank, init
-
-    try:
-        init()
-    except Exception as err:  # MindSpore raises RuntimeError with its own text when not launched by msrun
-        raise RuntimeError(f"use_parallel is True but the distributed backend could not start ({err}); launch with "
-                           f"msrun --worker_num=N ... run_mindformer.py --use_parallel True") from None
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
-                                 gradients_mean=bool(config["parallel"]["gradients_mean"]))
-    return get_rank(), get_group_size()
 
 
 def _weights_source(config: Mapping[str, Any], explicit: Any) -> str:
@@ -193,6 +182,7 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self._module = importlib.import_module(TASKS[self.task]["module"])
         self._model = None
+        self._distributed: Optional[Tuple[int, int]] = None
         if save_config:
             self._save_config()
 
@@ -206,8 +196,15 @@ class Trainer:
             yaml.safe_dump(self.config, f, sort_keys=False)
         return path
 
+    def _prepare(self) -> Tuple[int, int]:
+        """Context, then the distributed backend (which needs the device target), once: (rank, world_size)."""
+        if self._distributed is None:
+            apply_context(self.config)
+            self._distributed = init_distributed(self.config)
+        return self._distributed
+
     def _model_for(self, weights: Any = None, require_weights: bool = False):
-        apply_context(self.config)
+        _, world_size = self._prepare()
         import mindspore as ms
 
         ms.set_seed(int(self.config["seed"]))  # same initial weights on every rank and every run
@@ -215,6 +212,9 @@ class Trainer:
         if require_weights and explicit_name and not _weights_source(self.config, weights):
             weights = self._model_arg  # Trainer(model="clip_vit_b_32") for eval: its pretrained weights
         self._model = resolve_model(self.config, self._model_arg, weights, require_weights)
+        # The seed already gives every rank the same random init; weights read from per-node files may
+        # still differ, so rank 0's copy wins.
+        broadcast_parameters(self._model.get_parameters(), world_size)
         return self._model
 
     def _require(self, method: str) -> None:
@@ -256,8 +256,8 @@ class Trainer:
     def _train(self, weights, resume_training, do_eval, require_weights, **kwargs) -> Dict[str, Any]:
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        rank, world_size = init_distributed(self.config)
         model = self._model_for(weights, require_weights)
+        rank, world_size = self._prepare()
         return self._module.train(model, self.config, train_records=self._datasets.get("train"),
                                   eval_records=self._datasets.get("eval"), callbacks=self.callbacks,
                                   resume_training=resume_training, do_eval=do_eval or self.config["do_eval"],
@@ -270,7 +270,8 @@ class Trainer:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         model = self._model_for(self._checkpoint_flag(eval_checkpoint, self.config["output_dir"]), True)
         if self.task == "contrastive_language_image_pretrain":
-            return self._module.evaluate(model, self.config, eval_records=self._datasets.get("eval"))
+            return self._module.evaluate(model, self.config, eval_records=self._datasets.get("eval"),
+                                         distributed=self._prepare())
         return self._module.evaluate(model, self.config)
 
     def predict(self, predict_checkpoint: Any = None, auto_trans_ckpt: Any = None, input_data: Any = None,

@@ -225,6 +225,19 @@ class ImageSource:
             return np.zeros((3, size, size), np.float32), np.array(0, np.int32)
 
 
+class _WithIndex:
+    """A source's items plus the sample index (an int64 "index" column, for per-rank bookkeeping)."""
+
+    def __init__(self, source: CaptionSource):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (*self.source[index], np.array(int(index), np.int64))
+
+
 # --------------------------------------------------------------------------- pipelines
 
 
@@ -232,8 +245,10 @@ def build_caption_dataset(records: CaptionRecords, batch_size: int, transform: I
                           epoch: int = 0, start_batch: int = 0, shuffle: bool = True, random_caption: bool = True,
                           num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = True,
                           num_parallel_workers: int = 2, python_multiprocessing: bool = False,
-                          context_length: int = 77, on_bad_image: str = "skip") -> Tuple[ds.Dataset, CaptionSource]:
-    """One epoch of (image [B,3,S,S] float32, text [B,L] int32) batches for this shard, from ``start_batch`` on.
+                          context_length: int = 77, on_bad_image: str = "skip",
+                          with_index: bool = False) -> Tuple[ds.Dataset, CaptionSource]:
+    """One epoch of (image [B,3,S,S] float32, text [B,L] int32) batches for this shard, from ``start_batch`` on;
+    ``with_index`` adds a third column, the samples' indices into ``records`` [B] int64.
 
     Returns the dataset and its source (whose ``bad.files`` lists the images skipped so far).
     """
@@ -244,7 +259,9 @@ def build_caption_dataset(records: CaptionRecords, batch_size: int, transform: I
         raise DataError(f"{records.source}: no batch of {batch_size} x {num_shards} shard(s) from {len(records)} "
                         f"images (start batch {start_batch}); lower the batch size")
     source = CaptionSource(records, transform, epoch, seed, random_caption, context_length, on_bad_image)
-    dataset = ds.GeneratorDataset(source, column_names=["image", "text"], sampler=ds.SubsetSampler(order.tolist()),
+    columns = ["image", "text", "index"] if with_index else ["image", "text"]
+    dataset = ds.GeneratorDataset(_WithIndex(source) if with_index else source, column_names=columns,
+                                  sampler=ds.SubsetSampler(order.tolist()),
                                   num_parallel_workers=max(1, num_parallel_workers),
                                   python_multiprocessing=python_multiprocessing)
     return dataset.batch(batch_size, drop_remainder=drop_remainder), source

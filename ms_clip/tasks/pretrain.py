@@ -10,7 +10,7 @@ import copy
 import json
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -158,16 +158,28 @@ def _records(section: Dict[str, Any], records, where: str):
 
 def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel_workers: int = 2,
                    on_bad_image: str = "skip", context_length: int = 77, ks: Sequence[int] = (1, 5, 10),
-                   encoders=None) -> Dict[str, float]:
-    """CLIP_benchmark retrieval recall of ``model`` on ``records`` (bad images and their captions dropped)."""
+                   encoders=None, distributed: Optional[Tuple[int, int]] = None) -> Dict[str, float]:
+    """CLIP_benchmark retrieval recall of ``model`` on ``records`` (bad images and their captions dropped).
+
+    ``distributed`` = (rank, world_size): each rank encodes a contiguous slice of the images and of the
+    captions, the features are all-gathered in order, and every rank computes the same metrics.
+    """
     from ms_clip.data.captions import flatten_captions
     from ms_clip.data.pipeline import build_image_dataset
+    from ms_clip.distributed import gather_rows
     from ms_clip.eval.retrieval import encode_images, encode_texts, retrieval_metrics
 
+    rank, world_size = distributed or (0, 1)
     image_encoder, text_encoder = encoders or (None, None)
-    batches, _ = build_image_dataset(records, batch_size, transform, num_parallel_workers=num_parallel_workers,
-                                     on_bad_image=on_bad_image)
-    image_features, ok = encode_images(model, batches, image_encoder)
+    width = model.config.projection_dim
+    mine = np.array_split(np.arange(len(records)), world_size)[rank]
+    image_features, ok = np.zeros((0, width), np.float32), np.zeros(0, bool)
+    if len(mine):
+        batches, _ = build_image_dataset(records, batch_size, transform, num_parallel_workers=num_parallel_workers,
+                                         on_bad_image=on_bad_image, indices=mine)
+        image_features, ok = encode_images(model, batches, image_encoder)
+    image_features = gather_rows(image_features.astype(np.float32), world_size)
+    ok = gather_rows(ok, world_size)
     texts, owners = flatten_captions(records)
     owners = np.asarray(owners)
     keep_text = ok[owners]
@@ -175,12 +187,17 @@ def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel
         logger.warning("retrieval: %d of %d images could not be read and are left out with their captions",
                        int((~ok).sum()), len(ok))
     remap = np.cumsum(ok) - 1
-    text_features = encode_texts(model, [t for t, k in zip(texts, keep_text) if k], batch_size=max(batch_size, 64),
-                                 context_length=context_length, encoder=text_encoder)
+    kept = [t for t, k in zip(texts, keep_text) if k]
+    my_texts = [kept[i] for i in np.array_split(np.arange(len(kept)), world_size)[rank]]
+    text_features = np.zeros((0, width), np.float32)
+    if my_texts:
+        text_features = encode_texts(model, my_texts, batch_size=max(batch_size, 64), context_length=context_length,
+                                     encoder=text_encoder)
+    text_features = gather_rows(text_features.astype(np.float32), world_size)
     return retrieval_metrics(image_features[ok], text_features, remap[owners[keep_text]], ks)
 
 
-def _eval_setup(model, config: Dict[str, Any], records=None):
+def _eval_setup(model, config: Dict[str, Any], records=None, distributed: Optional[Tuple[int, int]] = None):
     section = config["eval_dataset"]
     records = _records(section, records, "eval_dataset")
     transform = _image_transform(section, model, "eval_dataset")
@@ -191,16 +208,20 @@ def _eval_setup(model, config: Dict[str, Any], records=None):
                "num_parallel_workers": min(section["num_parallel_workers"], os.cpu_count() or 1),
                "on_bad_image": section["data_loader"]["on_bad_image"],
                "context_length": section["text_transforms"]["max_length"],
-               "ks": tuple((config.get("metric") or {}).get("recall_k") or (1, 5, 10))}
+               "ks": tuple((config.get("metric") or {}).get("recall_k") or (1, 5, 10)),
+               "distributed": distributed}
     return lambda: retrieval_eval(model, records, transform, encoders=encoders, **options), records
 
 
-def evaluate(model, config: Dict[str, Any], eval_records=None) -> Dict[str, float]:
+def evaluate(model, config: Dict[str, Any], eval_records=None,
+             distributed: Optional[Tuple[int, int]] = None) -> Dict[str, float]:
     """Image<->text retrieval on ``eval_dataset`` (CLIP_benchmark definition); logged, saved to
-    ``output_dir/save_file`` as JSON, and returned."""
+    ``output_dir/save_file`` as JSON (by rank 0), and returned (on every rank).
+
+    ``distributed`` = (rank, world_size): the features are computed sharded over the ranks."""
     from ms_clip.eval.retrieval import chance_recall, format_metrics
 
-    run, records = _eval_setup(model, config, eval_records)
+    run, records = _eval_setup(model, config, eval_records, distributed)
     metrics = run()
     per_image = records.num_captions / max(1, len(records))
     metrics["chance_mean_recall"] = chance_recall(metrics["num_images"], max(1, round(per_image)),
@@ -208,6 +229,8 @@ def evaluate(model, config: Dict[str, Any], eval_records=None) -> Dict[str, floa
     logger.info("retrieval on %s: %s", records.source, format_metrics(metrics))
     for key, value in metrics.items():
         logger.info("%s = %s", key, value)
+    if (distributed or (0, 1))[0] != 0:
+        return metrics
     path = config.get("save_file") or "retrieval_results.json"
     path = path if os.path.isabs(path) else _output_path(config, path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -243,6 +266,12 @@ def _check_precision(config: Dict[str, Any], model) -> None:
                              "MindSpore; use float32 or float16 here (bfloat16 works on Ascend)")
 
 
+def _check_same_weights(fingerprints: Sequence[float], when: str) -> None:
+    if any(f != fingerprints[0] for f in fingerprints):
+        raise RuntimeError(f"data-parallel ranks hold different weights {when} (weight fingerprints per rank: "
+                           f"{fingerprints}); expected identical values on every rank")
+
+
 def train(model, config: Dict[str, Any], train_records=None, eval_records=None, callbacks: Sequence[Any] = (),
           resume_training: Any = None, do_eval: Optional[bool] = None, distributed=None) -> Dict[str, Any]:
     """Train ``model`` as ``config`` says; returns a summary (steps, loss, samples/s, checkpoint, eval metrics).
@@ -261,9 +290,13 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
     from ms_clip.train.plots import plot_training_curves
     from ms_clip.train.schedule import schedule_from_config
 
+    from ms_clip.distributed import rank_fingerprints
+
     rank, world_size = distributed or (0, 1)
     is_main = rank == 0
-    handler = attach_log_file(_output_path(config, "log", f"train_rank{rank}.log"))
+    # Rank 0 logs the run; the other ranks' files keep only their warnings and errors.
+    handler = attach_log_file(_output_path(config, "log", f"train_rank{rank}.log"),
+                              logging.INFO if is_main else logging.WARNING)
     try:
         _check_precision(config, model)
         runner_config = config["runner_config"]
@@ -284,7 +317,9 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
             save_every_steps=int(ckpt["save_checkpoint_steps"] or 0),
             eval_every_epochs=int(config["eval_epoch_interval"]) if do_eval else 0,
             eval_every_steps=int(config["eval_step_interval"]) if do_eval else -1,
-            pipeline=pipeline)
+            pipeline=pipeline,
+            samples_path=_output_path(config, "log", f"samples_rank{rank}.jsonl") if runner_config["record_samples"]
+            else None)
         per_epoch = steps_in_epoch(len(records), options)
         total = per_epoch * options.epochs
         schedule = schedule_from_config(config["lr_schedule"], config["optimizer"], total)
@@ -320,7 +355,10 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
                     n_params, model.config.compute_dtype)
         evaluate_fn = None
         if do_eval:
-            evaluate_fn, _ = _eval_setup(model, config, eval_records)
+            evaluate_fn, _ = _eval_setup(model, config, eval_records, (rank, world_size))
+        # Data parallelism is only exact if every rank starts from, and ends with, the same weights.
+        fingerprints = {"initial": rank_fingerprints(runner.model.get_parameters(), world_size)}
+        _check_same_weights(fingerprints["initial"], "at the start")
         cbs = list(callbacks)
         if is_main:
             cbs = [ProgressBar(), MetricsLogger(_output_path(config, "metrics.jsonl"), runner_config["log_interval"]),
@@ -337,6 +375,9 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
             raise NonFiniteLossError(f"{err}. Training stopped; the last good checkpoint is {where}. Lower "
                                      f"optimizer.learning_rate, enable runner_wrapper.use_clip_grad, or use float32.") \
                 from None
+        fingerprints["final"] = rank_fingerprints(runner.model.get_parameters(), world_size)
+        _check_same_weights(fingerprints["final"], "after training")
+        summary["weight_fingerprints"] = fingerprints
         latest = manager.latest()
         summary["checkpoint"] = os.path.join(manager.directory, latest["weights"]) if latest else None
         logger.info("training done: %d steps, last loss %.4f, %.1f samples/s; checkpoint %s", summary["step"],

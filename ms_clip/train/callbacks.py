@@ -125,14 +125,14 @@ def read_metrics(path: str) -> List[Dict[str, Any]]:
     return records
 
 
-def attach_log_file(path: str) -> logging.Handler:
-    """Copy ms_clip's log records (INFO and up) into ``path``; returns the handler to remove later."""
+def attach_log_file(path: str, level: int = logging.INFO) -> logging.Handler:
+    """Copy ms_clip's log records (``level`` and up) into ``path``; returns the handler to remove later."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
+    handler.setLevel(level)
     package_logger = logging.getLogger("ms_clip")
     package_logger.addHandler(handler)
-    if package_logger.getEffectiveLevel() > logging.INFO:
-        package_logger.setLevel(logging.INFO)
+    if package_logger.getEffectiveLevel() > level:
+        package_logger.setLevel(level)
     return handler

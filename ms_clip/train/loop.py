@@ -17,8 +17,10 @@ input, so the Cells compile once.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -222,6 +224,8 @@ class FitOptions:
     eval_every_epochs: int = 0  # 0: never during training
     eval_every_steps: int = -1
     pipeline: Dict[str, Any] = field(default_factory=dict)  # build_caption_dataset keyword arguments
+    # A JSONL file that gets this rank's sample indices of every optimizer step (None: not recorded).
+    samples_path: Optional[str] = None
 
 
 def steps_in_epoch(num_samples: int, options: FitOptions) -> int:
@@ -241,7 +245,8 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     Returns the final state and a summary (steps, last loss, samples/s without the compile step).
 
     ``save_checkpoint(state)`` is called at the configured steps and at every epoch end (rank 0 only);
-    ``evaluate()`` at the configured intervals, its metrics going to the callbacks' ``on_eval_end``.
+    ``evaluate()`` at the configured intervals on every rank (a sharded evaluation needs them all), its
+    metrics going to the callbacks' ``on_eval_end`` (rank 0 only, like ``on_step_end``).
     """
     from ms_clip.data.pipeline import build_caption_dataset
     from ms_clip.train.callbacks import call_all
@@ -262,10 +267,16 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     rate, timed_steps, timed_seconds = 0.0, 0, 0.0
 
     def run_eval() -> None:
-        if evaluate is None or not options.is_main:
+        if evaluate is None:
             return
         metrics = evaluate()
-        call_all(callbacks, "on_eval_end", {"step": state.step, "epoch": state.epoch, **metrics})
+        if options.is_main:
+            call_all(callbacks, "on_eval_end", {"step": state.step, "epoch": state.epoch, **metrics})
+
+    samples_file = None
+    if options.samples_path:
+        os.makedirs(os.path.dirname(os.path.abspath(options.samples_path)), exist_ok=True)
+        samples_file = open(options.samples_path, "a" if state.step else "w", encoding="utf-8")
 
     if state.step == 0:
         run_eval()  # the "before" point of the recall curve
@@ -274,15 +285,21 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
         dataset, source = build_caption_dataset(
             records, options.batch_size, transform, seed=options.seed, epoch=state.epoch,
             start_batch=state.batch_in_epoch, num_shards=options.num_shards, shard_id=options.shard_id,
-            **options.pipeline)
+            with_index=True, **options.pipeline)
         pending: List[Tuple[Tensor, Tensor]] = []
+        indices: List[np.ndarray] = []
         tick = time.perf_counter()
-        for image, text in dataset.create_tuple_iterator(num_epochs=1):
+        for image, text, index in dataset.create_tuple_iterator(num_epochs=1):
             pending.append((image, text))
+            indices.append(index.asnumpy())
             if len(pending) < options.accumulation:
                 continue
             result = runner(pending, state.step)
-            pending = []
+            if samples_file is not None:
+                samples_file.write(json.dumps({"epoch": state.epoch, "step": state.step + 1, "rank": options.shard_id,
+                                               "indices": np.concatenate(indices).tolist()}) + "\n")
+                samples_file.flush()
+            pending, indices = [], []
             state.batch_in_epoch += options.accumulation
             state.samples_seen += samples_per_step
             state.loss_scale, state.good_steps = runner.scaler.scale, runner.scaler.good_steps
@@ -325,6 +342,8 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
                 run_eval()
     if options.is_main and state.step != last_saved:
         save_checkpoint(state)  # max_steps ended the run mid-epoch
+    if samples_file is not None:
+        samples_file.close()
     info = {**info, "step": state.step, "epoch": state.epoch,
             "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate}
     call_all(callbacks, "on_train_end", info)
