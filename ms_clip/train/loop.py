@@ -30,6 +30,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from ms_clip.data.timing import InputWaitMeter
 from ms_clip.loss import ClipLoss, CLIPWithLoss
 from ms_clip.train.optim import AdamW, GradNorm, trainable_parameters
 from ms_clip.train.schedule import LRSchedule
@@ -265,6 +266,7 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     call_all(callbacks, "on_train_begin", info)
     last_saved = state.step
     rate, timed_steps, timed_seconds = 0.0, 0, 0.0
+    input_wait, input_wall = 0.0, 0.0  # is training input-bound? (time inside the iterator's next())
 
     def run_eval() -> None:
         if evaluate is None:
@@ -289,7 +291,8 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
         pending: List[Tuple[Tensor, Tensor]] = []
         indices: List[np.ndarray] = []
         tick = time.perf_counter()
-        for image, text, index in dataset.create_tuple_iterator(num_epochs=1):
+        meter = InputWaitMeter(dataset.create_tuple_iterator(num_epochs=1))
+        for image, text, index in meter:
             pending.append((image, text))
             indices.append(index.asnumpy())
             if len(pending) < options.accumulation:
@@ -329,6 +332,7 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
             if state.step >= total:
                 done = True
                 break
+        input_wait, input_wall = input_wait + meter.wait_seconds, input_wall + meter.wall_seconds
         bad = len(source.bad.files)
         if bad:
             logger.warning("epoch %d: %d bad images were skipped (replaced by the next good image)", state.epoch + 1, bad)
@@ -345,9 +349,12 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     if samples_file is not None:
         samples_file.close()
     info = {**info, "step": state.step, "epoch": state.epoch,
-            "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate}
+            "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate,
+            "input_wait_share": input_wait / input_wall if input_wall else 0.0}
+    logger.info("training loop: %.1f%% of %.1f s spent waiting for input data", 100 * info["input_wait_share"],
+                input_wall)
     call_all(callbacks, "on_train_end", info)
     summary = {k: info.get(k) for k in ("step", "epoch", "total_steps", "loss", "lr", "logit_scale",
-                                        "samples_per_second")}
+                                        "samples_per_second", "input_wait_share")}
     summary["skipped_steps"] = state.skipped_steps
     return state, summary
