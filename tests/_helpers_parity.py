@@ -252,6 +252,27 @@ def run_ours(ckpt_path: str, images: np.ndarray, ids: np.ndarray) -> Dict[str, n
     return {"image": img.asnumpy(), "text": txt.asnumpy(), "logits": logits.asnumpy()}
 
 
+def run_ours_isolated(ckpt_path: str, images: np.ndarray, ids: np.ndarray, mode: str) -> Dict[str, np.ndarray]:
+    """run_ours in a fresh process: compiled full-size graphs stay cached for the life of a process,
+    and a session running all four architectures would otherwise exceed the machine's 24 GB."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(os.path.join(tmp, "in.npz"), images=images, ids=ids)
+        code = (f"import sys, numpy as np, mindspore as ms; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+                f"import _helpers_parity as H\n"
+                f"ms.set_context(mode=ms.{'GRAPH' if mode == 'graph' else 'PYNATIVE'}_MODE, device_target='CPU')\n"
+                f"d = np.load({os.path.join(tmp, 'in.npz')!r})\n"
+                f"np.savez({os.path.join(tmp, 'out.npz')!r}, **H.run_ours({ckpt_path!r}, d['images'], d['ids']))\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "GLOG_v": "3"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with np.load(os.path.join(tmp, "out.npz")) as out:
+            return {k: out[k] for k in out.files}
+
+
 def max_errors(ours: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]) -> Dict[str, float]:
     out = {}
     for key in ("image", "text", "logits"):

@@ -81,9 +81,10 @@ def converted(tmp_path_factory):
     return _Converted(tmp_path_factory)
 
 
-def _check(converted, arch, fmt, mode, via_cli=False):
+def _check(converted, arch, fmt, mode, via_cli=False, isolated=False):
     ckpt, ref, images, ids = converted.get(arch, fmt, via_cli)
-    errors = H.max_errors(H.run_ours(ckpt, images, ids), ref)
+    ours = H.run_ours_isolated(ckpt, images, ids, mode) if isolated else H.run_ours(ckpt, images, ids)
+    errors = H.max_errors(ours, ref)
     _update_report(arch.name, fmt + (" (CLI)" if via_cli else ""), mode, errors)
     print(f"{arch.name} {fmt} {mode}: {errors}")
     bad = {k: v for k, v in errors.items() if not v <= TOL}
@@ -152,16 +153,14 @@ def test_vit_b_32_parity(converted, ms_mode):
 @pytest.mark.parametrize("fmt", ["openai-torchscript", "open_clip-safetensors", "hf-safetensors"])
 @pytest.mark.parametrize("arch", list(H.FULL))
 def test_full_size_parity(converted, arch, fmt):
-    """All four full-size architectures; both modes inside one test so the large files can be deleted after."""
-    import mindspore as ms
-
+    """All four full-size architectures; both modes inside one test so the large files can be deleted after,
+    each run in its own process (see run_ours_isolated)."""
     from ms_clip.models import CLIPConfig
     from ms_clip.registry import load_config
 
     try:
-        for mode, ms_mode in (("graph", ms.GRAPH_MODE), ("pynative", ms.PYNATIVE_MODE)):
-            ms.set_context(mode=ms_mode)
-            _check(converted, H.FULL[arch], fmt, mode)
+        for mode in ("graph", "pynative"):
+            _check(converted, H.FULL[arch], fmt, mode, isolated=True)
         # the inferred config is exactly the registry's architecture
         ckpt = converted.get(H.FULL[arch], fmt)[0]
         ours = CLIPConfig.from_pretrained(os.path.splitext(ckpt)[0] + ".yaml")
@@ -169,7 +168,6 @@ def test_full_size_parity(converted, arch, fmt):
         assert (ours.text_config, ours.vision_config, ours.projection_dim) == (
             reg.text_config, reg.vision_config, reg.projection_dim)
     finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
         entry = converted.cache.pop((arch, fmt, False), None)
         if entry:
             shutil.rmtree(os.path.dirname(entry[0]), ignore_errors=True)
