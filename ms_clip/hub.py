@@ -42,6 +42,8 @@ PRETRAINED: Dict[str, Dict[str, str]] = {
                       "filename": "ViT-L-14.pt"},
     "clip_vit_l_14_336": {"sha256": "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
                           "filename": "ViT-L-14-336px.pt"},
+    # The offline demo model, trained by ms_clip itself (scripts/build_demo_model.py); ships in the package.
+    "clip_tiny_shapes": {"package_file": "assets/clip_tiny_shapes.ckpt"},
 }
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONVERT_SCRIPT = "convert/convert_weight.py"

@@ -26,7 +26,8 @@ WORLD=$WORK_DIR/world
 LOGS=$WORK_DIR/logs
 START=$(date +%s)
 
-rm -rf "$WORK_DIR"
+# A fresh run each time, but only the demo's own sub-folders are removed (WORK_DIR may hold other things).
+for sub in world pretrain zero_shot zero_shot_short_run predict logs; do rm -rf "${WORK_DIR:?}/$sub"; done
 mkdir -p "$LOGS"
 
 step() { printf '\n=== [%ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
@@ -64,7 +65,16 @@ cli pretrain --config "$PRETRAIN_YAML" --run_mode train \
     --train_dataset_dir "$WORLD/Flickr8k" --eval_dataset_dir "$WORLD/Flickr8k" \
     --output_dir "$WORK_DIR/pretrain" --epochs "$EPOCHS" --do_eval True \
     --options "eval_epoch_interval=$EPOCHS"
-show "$LOGS/pretrain.json" "f\"  {r['step']} steps, loss {r['loss']:.3f}, {r['samples_per_second']:.0f} samples/s; test retrieval mean recall {100 * r['eval']['mean_recall']:.1f}%\""
+"$PYTHON" - "$WORK_DIR/pretrain/metrics.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+train = [r for r in rows if r["type"] == "train"]
+evals = [r for r in rows if r["type"] == "eval"]
+print(f"  {train[-1]['step']} steps, loss {train[0]['loss']:.3f} -> {train[-1]['loss']:.3f}")
+for when, r in (("before training", evals[0]), ("after training ", evals[-1])):
+    print(f"  test-split retrieval {when}: mean recall {100 * r['mean_recall']:.1f}% "
+          f"(image->text R@5 {100 * r['image_to_text_R@5']:.1f}%, text->image R@5 {100 * r['text_to_image_R@5']:.1f}%)")
+EOF
 PRETRAINED_CKPT=$(show "$LOGS/pretrain.json" "r['checkpoint']")
 
 step "3/5 zero-shot evaluation on the held-out CIFAR-100-format set: run_mindformer.py --run_mode eval"
@@ -100,8 +110,8 @@ print('  classifier = pipeline("zero_shot_image_classification", model="clip_tin
 for path, top in zip(paths, classifier(paths, top_k=2)):
     print(f"  classifier({os.path.basename(path)!r:30s}) -> " + ", ".join(f"{p['label']} {p['score']:.2f}" for p in top))
 # Any labels work, not just the test set's classes:
-yes_no = classifier(paths[0], candidate_labels=["heart", "star", "circle"], hypothesis_template="a photo of a {}.")
-print(f"  classifier({os.path.basename(paths[0])!r}, candidate_labels=['heart', 'star', 'circle']) -> {yes_no[0]}")
+custom = classifier(paths[0], candidate_labels=["heart", "star", "circle"], hypothesis_template="a photo of a {}.")
+print(f"  classifier({os.path.basename(paths[0])!r}, candidate_labels=['heart', 'star', 'circle']) -> {custom[0]}")
 EOF
 
 step "done in $(( $(date +%s) - START )) s. Where things went:"
