@@ -18,7 +18,7 @@ from ms_clip.models.config import CLIPConfig, ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = ["list_models", "canonical_name", "load_config", "save_config", "create_model",
-           "load_pretrained_model", "save_pretrained_model", "show_support_list", "MODEL_CONFIG_DIR"]
+           "load_pretrained_model", "save_pretrained_model", "show_support_list", "resolve_weights", "MODEL_CONFIG_DIR"]
 
 MODEL_CONFIG_DIR = os.path.join(os.path.dirname(__file__), "model_configs")
 # MindFormers' names that are not filename-safe (or legacy spellings) -> canonical names.
@@ -136,7 +136,7 @@ def create_model(name_or_config, **overrides):
     return CLIPModel(config)
 
 
-def _resolve_weights(name_or_path: str):
+def resolve_weights(name_or_path: str):
     """(config, checkpoint path) for a name, directory or .ckpt file."""
     path = os.fspath(name_or_path)
     if path.endswith(".ckpt"):
@@ -164,9 +164,10 @@ def load_pretrained_model(name_or_path: str, **overrides):
     """CLIPModel with weights. Never returns random weights: any problem raises with what to do."""
     from ms_clip.weights import load_weights
 
-    config, ckpt = _resolve_weights(name_or_path)
-    if overrides:
-        config = CLIPConfig.from_dict({**config.to_dict(), **overrides}, "from_pretrained overrides")
+    config, ckpt = resolve_weights(name_or_path)
+    # The weights are loaded here; a checkpoint_name_or_path saved in the config must not load others.
+    overrides = {**overrides, "checkpoint_name_or_path": ""}
+    config = CLIPConfig.from_dict({**config.to_dict(), **overrides}, "from_pretrained overrides")
     model = create_model(config)
     load_weights(model, ckpt)
     logger.info("loaded %s from %s", name_or_path, ckpt)

@@ -82,14 +82,14 @@ def resolve_model(config: Mapping[str, Any], model: Any = None, weights: Any = N
     finetune), which raises instead.
     """
     from ms_clip.models.clip import CLIPModel
-    from ms_clip.registry import _resolve_weights, create_model, is_model_name, load_config
+    from ms_clip.registry import resolve_weights, create_model, is_model_name, load_config
     from ms_clip.weights import load_weights
 
     model_config = dict(get_path(config, "model.model_config") or {})
     source = _weights_source(config, weights)
     if isinstance(model, CLIPModel):
         if source:
-            _, ckpt = _resolve_weights(source)
+            _, ckpt = resolve_weights(source)
             load_weights(model, ckpt)
             logger.info("loaded weights %s into the given model", ckpt)
         return model
@@ -100,7 +100,7 @@ def resolve_model(config: Mapping[str, Any], model: Any = None, weights: Any = N
                              "random weights")
     ckpt_config, ckpt = (None, None)
     if source:
-        ckpt_config, ckpt = _resolve_weights(source)
+        ckpt_config, ckpt = resolve_weights(source)
     overrides = _overrides(model_config)
     if isinstance(model, CLIPConfig):
         arch = model

@@ -60,7 +60,10 @@ def read_checkpoint(path: str) -> Dict[str, np.ndarray]:
     try:
         params = ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError from deep inside for bad files
-        raise WeightsError(f"cannot read MindSpore checkpoint {path}: it is corrupt or not a .ckpt ({err})") from None
+        # MindSpore also refuses files larger than the currently free memory (seen with ViT-L/14), so
+        # the message keeps its reason instead of guessing "corrupt".
+        raise WeightsError(f"cannot read MindSpore checkpoint {path} (a corrupt or non-.ckpt file, or not enough "
+                           f"free memory to load it): {err}") from None
     if not params:
         raise WeightsError(f"checkpoint {path} holds no parameters")
     return {name: p.asnumpy() for name, p in params.items()}

@@ -19,7 +19,7 @@ BASE = {
                           image_size=16, patch_size=8),
     "projection_dim": 16,
 }
-# Read outside the model: the Trainer / run config loads these weights after building the model.
+# checkpoint_name_or_path is used (weights loaded at construction), tested in test_model.py.
 EXEMPT = {("", "checkpoint_name_or_path")}
 
 # One changed value per field; each must change parameter shapes, initial values or outputs.

@@ -1,6 +1,7 @@
 """Model behaviour on the tiny config (shapes, NaN, gradients, dtypes, modes) and the registry facade."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -157,5 +158,13 @@ def test_save_and_from_pretrained_round_trip(tiny, tmp_path):
             CLIPModel.from_pretrained(str(tmp_path / "alone" / "weights.ckpt"))
         with pytest.raises(ConfigError, match="checkpoint file not found"):
             CLIPModel.from_pretrained(str(tmp_path / "nope.ckpt"))
+        # MindFormers' way: a config naming weights builds a model holding exactly those weights.
+        named = dataclasses.replace(tiny.config, checkpoint_name_or_path=ckpt)
+        from_config = CLIPModel(named)
+        from_config.set_train(False)
+        for got, want in zip(from_config(image, ids), expected):
+            np.testing.assert_array_equal(got.asnumpy(), want)
+        with pytest.raises(ConfigError, match="checkpoint file not found"):
+            CLIPModel(dataclasses.replace(tiny.config, checkpoint_name_or_path=str(tmp_path / "nope.ckpt")))
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)

@@ -330,6 +330,13 @@ class CLIPModel(nn.Cell):
         self.logit_scale = Parameter(Tensor(np.array(config.logit_scale_init_value, np.float32)), name="logit_scale")
         self.attn_mask = _causal_mask(tc.max_position_embeddings)
         self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
+        if config.checkpoint_name_or_path:
+            # MindFormers' behaviour: a config that names weights builds a model with those weights
+            # (registry name, directory or .ckpt), strictly; never silently random.
+            from ms_clip.registry import resolve_weights
+            from ms_clip.weights import load_weights
+
+            load_weights(self, resolve_weights(config.checkpoint_name_or_path)[1])
 
     def get_image_features(self, pixel_values: Tensor) -> Tensor:
         """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
