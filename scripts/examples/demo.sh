@@ -14,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK_DIR=${1:-${DEMO_DIR:-./output/demo}}
-EPOCHS=${DEMO_EPOCHS:-3}
-N_IMAGES=${DEMO_IMAGES:-2000}
+EPOCHS=${DEMO_EPOCHS:-4}
+N_IMAGES=${DEMO_IMAGES:-4000}
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi
