@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work_dir", default=os.path.join(ROOT, "output", "build_demo_model"))
     parser.add_argument("--n_images", type=int, default=8000, help="image-caption pairs (90%% train)")
     parser.add_argument("--test_per_class", type=int, default=100, help="held-out test images per shape")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     parser.add_argument("--min_top1", type=float, default=0.8, help="refuse to install a weaker model")
     parser.add_argument("--no_install", action="store_true", help="build and evaluate only")
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from ms_clip.data.shapes_world import write_shapes_world
