@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ms_clip.models.config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ConfigError
+from ms_clip.models.config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
 logger = logging.getLogger(__name__)
 

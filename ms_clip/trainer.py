@@ -15,7 +15,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ms_clip.distributed import broadcast_parameters, init_distributed
-from ms_clip.models.config import CLIPConfig, ConfigError
+from ms_clip.models.config import CLIPConfig
 from ms_clip.run_config import TASKS, RunConfigError, get_path, load_run_config, resolve_task
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ path bit-close to PyTorch.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -21,7 +20,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from .config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from .config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, SupportList
 
 __all__ = ["CLIPModel", "VisionTransformer", "Transformer", "ResidualAttentionBlock", "clip_logits"]
 
@@ -308,7 +307,7 @@ def clip_logits(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Tensor) 
 # ----------------------------------------------------------------------------- model
 
 
-class CLIPModel(nn.Cell):
+class CLIPModel(nn.Cell, SupportList):
     """CLIP: a vision transformer and a causal text transformer sharing an embedding space.
 
     ``construct(image, text)`` always returns ``(image_embeds, text_embeds, logit_scale)``:
@@ -393,15 +392,3 @@ class CLIPModel(nn.Cell):
         from ms_clip.registry import save_pretrained_model
 
         return save_pretrained_model(self, save_directory, save_name)
-
-    @classmethod
-    def show_support_list(cls) -> None:
-        from ms_clip.registry import show_support_list
-
-        show_support_list(cls.__name__)
-
-    @classmethod
-    def get_support_list(cls):
-        from ms_clip.registry import list_models
-
-        return list_models()

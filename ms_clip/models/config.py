@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional
 
 __all__ = ["CLIPTextConfig", "CLIPVisionConfig", "CLIPConfig", "ConfigError", "COMPUTE_DTYPES", "HIDDEN_ACTS"]
 
@@ -43,6 +43,22 @@ def _strict_kwargs(cls, data: Mapping[str, Any], where: str) -> Dict[str, Any]:
             )
         out[getattr(cls, "_aliases", {}).get(key, key)] = value
     return out
+
+
+class SupportList:
+    """MindFormers' ``show_support_list()`` / ``get_support_list()`` for CLIPConfig and CLIPModel."""
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        from ms_clip.registry import show_support_list
+
+        show_support_list(cls.__name__)
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        from ms_clip.registry import list_models
+
+        return list_models()
 
 
 class _Strict:
@@ -148,7 +164,7 @@ class CLIPVisionConfig(_Strict):
 
 
 @dataclass
-class CLIPConfig(_Strict):
+class CLIPConfig(_Strict, SupportList):
     """The whole model: two towers, the shared embedding size and the temperature."""
 
     text_config: CLIPTextConfig = field(default_factory=CLIPTextConfig)
@@ -190,15 +206,3 @@ class CLIPConfig(_Strict):
         from ms_clip.registry import save_config
 
         return save_config(self, save_directory, name)
-
-    @classmethod
-    def show_support_list(cls) -> None:
-        from ms_clip.registry import show_support_list
-
-        show_support_list(cls.__name__)
-
-    @classmethod
-    def get_support_list(cls):
-        from ms_clip.registry import list_models
-
-        return list_models()

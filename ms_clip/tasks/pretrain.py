@@ -280,10 +280,9 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
     ``output_dir/checkpoint``, or a training checkpoint path. ``distributed``: (rank, world_size)
     when running data-parallel (rank 0 writes files).
     """
-    import mindspore as ms
 
     from ms_clip.data.pipeline import dataset_options
-    from ms_clip.eval.retrieval import chance_recall, format_metrics
+    from ms_clip.eval.retrieval import format_metrics
     from ms_clip.train.callbacks import MetricsLogger, ProgressBar, attach_log_file
     from ms_clip.train.checkpoint import CheckpointManager, resolve_resume
     from ms_clip.train.loop import FitOptions, NonFiniteLossError, StepRunner, TrainState, fit, steps_in_epoch

@@ -9,7 +9,6 @@ update, so schedules and resume live in Python.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
