@@ -61,6 +61,7 @@ def main() -> None:
     logging.getLogger("ms_clip.eval.zero_shot").setLevel(logging.INFO)
 
     work = tempfile.mkdtemp(prefix="ms_clip_input_bench_")
+    os.environ["MS_CLIP_HOME"] = os.path.join(work, "home")  # keep the class-embedding cache out of the user's
     model = create_model("clip_vit_b_32")
 
     # Zero-shot evaluation: random pixels are fine, the point is the time split, not the accuracy.
