@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ms_clip.errors import MsClipError
 from ms_clip.models.config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _TORCH_DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "t
                       "torch.float64": "float64"}
 
 
-class ConvertError(ValueError):
+class ConvertError(MsClipError, ValueError):
     """A source cannot be converted; the message names the file, the keys and what was expected."""
 
 

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from typing import Dict, Optional
 
+from ms_clip.errors import MsClipError
 from ms_clip.convert import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONVERT_SCRIPT = "convert/convert_weight.py"
 
 
-class HubError(RuntimeError):
+class HubError(MsClipError, RuntimeError):
     """Pretrained weights are unavailable; the message says what to download or run."""
 
 

@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ms_clip.errors import MsClipError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -55,7 +57,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, 
 RandomGen = Union[np.random.Generator, np.random.RandomState]
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(MsClipError, ValueError):
     """An image could not be read: missing, unreadable, corrupt, truncated, not an image, bad URL."""
 
 

@@ -10,12 +10,14 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn
 
+from ms_clip.errors import MsClipError
+
 __all__ = ["WeightsError", "save_weights", "load_weights", "read_checkpoint", "assign_weights"]
 
 ArrayLike = Union[np.ndarray, Tensor, Parameter]
 
 
-class WeightsError(ValueError):
+class WeightsError(MsClipError, ValueError):
     """A checkpoint cannot be read or does not fit the model; the message names file and keys."""
 
 

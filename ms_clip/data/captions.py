@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ms_clip.errors import MsClipError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["DataError", "CaptionRecords", "read_flickr8k", "read_json_captions", "read_table_captions",
@@ -43,7 +45,7 @@ JSON_LAYOUT = ("expected <dataset_dir>/en_train.json and <dataset_dir>/en_val.js
                "{\"image\": \"path/relative/to/image_dir.jpg\", \"caption\": [\"...\", ...]}")
 
 
-class DataError(ValueError):
+class DataError(MsClipError, ValueError):
     """A dataset file or folder is missing or malformed; the message names it and the expected layout."""
 
 

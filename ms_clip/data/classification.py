@@ -29,6 +29,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ms_clip.errors import MsClipError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["DatasetError", "ClassificationData", "load_cifar100", "load_cifar10", "load_image_folder",
@@ -47,7 +49,7 @@ FOLDER_LAYOUT = "root/<class name>/<image files>, one sub-folder per class"
 LAYOUTS = ("auto", "cifar100", "cifar10", "image_folder")
 
 
-class DatasetError(ValueError):
+class DatasetError(MsClipError, ValueError):
     """A dataset file or folder is missing or malformed; the message names it and the expected layout."""
 
 

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
+from ms_clip.errors import MsClipError
+
 __all__ = ["CLIPTextConfig", "CLIPVisionConfig", "CLIPConfig", "ConfigError", "COMPUTE_DTYPES", "HIDDEN_ACTS"]
 
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
@@ -19,7 +21,7 @@ HIDDEN_ACTS = ("quick_gelu", "gelu", "gelu_tanh", "relu")
 _IGNORED_KEYS = ("type",)
 
 
-class ConfigError(ValueError):
+class ConfigError(MsClipError, ValueError):
     """A config value or key is invalid; the message names it and what was expected."""
 
 

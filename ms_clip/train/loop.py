@@ -30,6 +30,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from ms_clip.errors import MsClipError
 from ms_clip.data.timing import InputWaitMeter
 from ms_clip.loss import ClipLoss, CLIPWithLoss
 from ms_clip.train.optim import AdamW, GradNorm, trainable_parameters
@@ -43,7 +44,7 @@ __all__ = ["NonFiniteLossError", "LossScaler", "TrainState", "StepResult", "Step
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(MsClipError, RuntimeError):
     """The loss or the gradients became NaN/inf and loss scaling cannot absorb it."""
 
 
