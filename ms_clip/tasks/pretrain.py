@@ -389,9 +389,9 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
                 summary["eval"] = {k: v for k, v in evals[-1].items() if k not in ("type", "time")}
                 logger.info("last evaluation: %s", format_metrics(summary["eval"]))
             plot_training_curves(_output_path(config, "metrics.jsonl"), _output_path(config, "plots"))
-            from ms_clip.train.checkpoint import write_json_atomic
+            from ms_clip.fileio import write_json
 
-            write_json_atomic(_output_path(config, "train_summary.json"), summary)
+            write_json(_output_path(config, "train_summary.json"), summary, indent=1)
         return summary
     finally:
         logging.getLogger("ms_clip").removeHandler(handler)
