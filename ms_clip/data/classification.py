@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ms_clip.errors import MsClipError
+from ms_clip.safe_pickle import UnsafePickleError, safe_load
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +83,20 @@ def _clean_name(name: Union[str, bytes]) -> str:
     return name.replace("_", " ")
 
 
+_CIFAR_PICKLE_CONTENT = "a CIFAR pickle holds only dicts, lists, bytes/str, numbers and numpy arrays"
+
+
 def _read_pickle(path: str, layout: str) -> Dict[str, Any]:
     """A CIFAR pickle as a dict with str keys (Python 2 files give bytes keys)."""
     if not os.path.isfile(path):
         raise DatasetError(f"missing file {path}; expected the layout {layout}")
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            # A pickle is a program: the restricted unpickler admits only what CIFAR files hold (dicts,
+            # lists, bytes/str, numbers, numpy arrays) and refuses any other global before it is imported.
+            obj = safe_load(f, path, what=_CIFAR_PICKLE_CONTENT, encoding="bytes")
+    except UnsafePickleError as err:
+        raise DatasetError(str(err)) from None
     except Exception as err:  # truncated/corrupt pickles raise many different exception types
         raise DatasetError(f"{path} is not a readable CIFAR pickle ({type(err).__name__}: {err}); "
                            f"expected the layout {layout}") from None
