@@ -29,7 +29,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ms_clip.constants import IMAGE_EXTENSIONS
 from ms_clip.errors import MsClipError
+from ms_clip.fileio import atomic_write
 from ms_clip.safe_pickle import UnsafePickleError, safe_load
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,6 @@ __all__ = ["DatasetError", "ClassificationData", "load_cifar100", "load_cifar10"
            "load_classification_dataset", "detect_layout", "read_classnames", "write_cifar100", "write_cifar10",
            "build_classification_dataset", "IMAGE_EXTENSIONS", "LAYOUTS"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 CIFAR100_DIR = "cifar-100-python"
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -274,10 +275,8 @@ def _start_writing(root: str, subdir: str, split: str, images: np.ndarray) -> Tu
 
 def _dump(path: str, obj: Dict[bytes, Any]) -> None:
     # Protocol 2 and bytes keys/values: what the Python 2 originals contain once read back.
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
-    os.replace(tmp, path)
 
 
 def _check_labels(labels: Sequence[int], n: int, names: Sequence[str], what: str) -> List[int]:
