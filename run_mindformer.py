@@ -20,8 +20,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 logger = logging.getLogger("ms_clip.cli")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
 
 def str2bool(value: str) -> bool:
     if value.lower() in ("true", "1", "yes"):
@@ -67,6 +65,8 @@ def expand_predict_data(items: Optional[Sequence[str]]) -> Optional[List[str]]:
     """Files and URLs as given; a folder becomes its image files in name order."""
     if not items:
         return None
+    from ms_clip.constants import IMAGE_EXTENSIONS  # the one list, shared with datasets and the pipeline
+
     out: List[str] = []
     for item in items:
         if os.path.isdir(item):
