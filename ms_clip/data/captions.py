@@ -22,6 +22,7 @@ naming the file (``"fail"``); corrupt images are handled the same way when they 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -103,9 +104,24 @@ def flickr8k_root(dataset_dir: str) -> str:
     return dataset_dir
 
 
+def _read_text(path: str) -> str:
+    """A caption file's text; DataError naming the file and the offending byte when it is not UTF-8.
+
+    A UTF-8 byte-order mark (Windows editors write one) is dropped.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at byte {err.start}, line {line}); "
+                        f"save the file as UTF-8") from None
+
+
 def _read_lines(path: str) -> List[str]:
-    with open(path, "r", encoding="utf-8") as f:
-        return [line.rstrip("\n").rstrip("\r") for line in f]
+    # Universal newlines, as text-mode open() reads: \n, \r\n and \r all end a line.
+    return [line.rstrip("\n") for line in io.StringIO(_read_text(path), newline=None)]
 
 
 def _read_token_file(path: str) -> Dict[str, List[str]]:
@@ -183,8 +199,7 @@ def read_json_captions(dataset_dir: str, stage: str = "train", annotation_file: 
     if not os.path.isdir(image_dir):
         raise DataError(f"image folder not found: {image_dir} (images in {annotation_file} are relative to it)")
     try:
-        with open(annotation_file, "r", encoding="utf-8") as f:
-            entries = json.load(f)
+        entries = json.loads(_read_text(annotation_file))
     except json.JSONDecodeError as err:
         raise DataError(f"{annotation_file}: not valid JSON ({err}); {JSON_LAYOUT}") from None
     if not isinstance(entries, list):
@@ -216,8 +231,7 @@ def _table_rows(path: str, separator: Optional[str]) -> List[Dict[str, Any]]:
         return rows
     if separator is None:
         separator = "\t" if path.endswith((".tsv", ".tab")) else ","
-    with open(path, "r", encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter=separator))
+    return list(csv.DictReader(io.StringIO(_read_text(path), newline=""), delimiter=separator))
 
 
 def read_table_captions(path: str, image_column: str = "image", caption_column: str = "caption",

@@ -20,6 +20,7 @@ augmentation seeds without shared mutable state between workers.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -30,13 +31,14 @@ from PIL import Image
 import mindspore.dataset as ds
 
 from ms_clip.data.captions import CaptionRecords, DataError
+from ms_clip.errors import MsClipError
 from ms_clip.processor import CLIP_MEAN, CLIP_STD, CLIPTrainTransform, ImageLoadError, load_image, preprocess
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ImageTransform", "image_transform_from_config", "read_image", "CaptionSource", "ImageSource",
            "epoch_order", "shard_order", "steps_per_epoch", "build_caption_dataset", "build_image_dataset",
-           "pick_caption"]
+           "pick_caption", "surface_source_errors"]
 
 # --------------------------------------------------------------------------- images
 
@@ -179,6 +181,7 @@ class CaptionSource:
         self.context_length = context_length
         self.tokenizer = tokenizer
         self.bad = _BadImages(on_bad_image)
+        self.error: Optional[MsClipError] = None  # the first user error __getitem__ raised
 
     def __len__(self) -> int:
         return len(self.records)
@@ -197,11 +200,15 @@ class CaptionSource:
         raise DataError(f"{self.records.source}: no image could be decoded")
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
-        index = int(index)
-        captions = self.records.captions[index]
-        k = pick_caption(len(captions), self.seed, self.epoch, index) if self.random_caption else 0
-        tokens = self.tokenizer([captions[k]], context_length=self.context_length)[0].astype(np.int32)
-        return self._image(index), tokens
+        try:
+            index = int(index)
+            captions = self.records.captions[index]
+            k = pick_caption(len(captions), self.seed, self.epoch, index) if self.random_caption else 0
+            tokens = self.tokenizer([captions[k]], context_length=self.context_length)[0].astype(np.int32)
+            return self._image(index), tokens
+        except MsClipError as err:
+            self.error = self.error or err  # MindSpore buries it in its own message: see surface_source_errors
+            raise
 
 
 class ImageSource:
@@ -211,6 +218,7 @@ class ImageSource:
         self.records = records
         self.transform = transform
         self.bad = _BadImages(on_bad_image)
+        self.error: Optional[MsClipError] = None  # the first user error __getitem__ raised
 
     def __len__(self) -> int:
         return len(self.records)
@@ -220,7 +228,11 @@ class ImageSource:
         try:
             return self.transform(read_image(path)), np.array(1, np.int32)
         except DataError as err:
-            self.bad.handle(err, path)
+            try:
+                self.bad.handle(err, path)
+            except MsClipError as fatal:
+                self.error = self.error or fatal
+                raise
             size = self.transform.size
             return np.zeros((3, size, size), np.float32), np.array(0, np.int32)
 
@@ -236,6 +248,57 @@ class _WithIndex:
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (*self.source[index], np.array(int(index), np.int64))
+
+
+# --------------------------------------------------------------------------- errors
+
+# A line of MindSpore's error text that holds one of our errors (from a worker process, where the
+# source object's ``error`` is not shared): "  ms_clip.data.captions.DataError: <message>".
+_OUR_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(?:DataError|ImageLoadError): (.+)$", re.MULTILINE)
+
+
+class _ErrorSurfacingIterator:
+    """A MindSpore dataset iterator whose failures caused by our source re-raise the source's own error.
+
+    MindSpore turns an exception raised in a GeneratorDataset source into a RuntimeError whose first line
+    is "Exception thrown from user defined Python function in dataset." with the real message 25 lines
+    down; the user needs the one line that names the bad file.
+    """
+
+    def __init__(self, iterator: Any, source: Any):
+        self._iterator = iterator
+        self._source = source
+
+    def __iter__(self) -> "_ErrorSurfacingIterator":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except RuntimeError as err:
+            ours = getattr(self._source, "error", None)
+            if ours is None:
+                match = _OUR_ERROR_LINE.search(str(err))
+                if match is None:
+                    raise
+                ours = DataError(match.group(1).strip())
+            raise ours from None
+
+    def __getattr__(self, name: str) -> Any:  # stop(), get_col_names(), ... of the wrapped iterator
+        return getattr(self._iterator, name)
+
+
+def surface_source_errors(dataset: ds.Dataset, source: Any) -> ds.Dataset:
+    """Make ``dataset``'s iterators (``create_tuple_iterator``, ``create_dict_iterator``, ``iter()``) raise
+    ``source``'s own error (DataError/ImageLoadError naming the file) instead of MindSpore's wrapper."""
+    for name in ("create_tuple_iterator", "create_dict_iterator"):
+        create = getattr(dataset, name)
+
+        def wrapped(*args: Any, _create: Callable = create, **kwargs: Any) -> _ErrorSurfacingIterator:
+            return _ErrorSurfacingIterator(_create(*args, **kwargs), source)
+
+        setattr(dataset, name, wrapped)
+    return dataset
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -264,7 +327,7 @@ def build_caption_dataset(records: CaptionRecords, batch_size: int, transform: I
                                   sampler=ds.SubsetSampler(order.tolist()),
                                   num_parallel_workers=max(1, num_parallel_workers),
                                   python_multiprocessing=python_multiprocessing)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder), source
+    return surface_source_errors(dataset.batch(batch_size, drop_remainder=drop_remainder), source), source
 
 
 def build_image_dataset(records: CaptionRecords, batch_size: int, transform: ImageTransform, *,
@@ -275,7 +338,7 @@ def build_image_dataset(records: CaptionRecords, batch_size: int, transform: Ima
     order = list(range(len(records))) if indices is None else [int(i) for i in indices]
     dataset = ds.GeneratorDataset(source, column_names=["image", "ok"], sampler=ds.SubsetSampler(order),
                                   num_parallel_workers=max(1, num_parallel_workers), python_multiprocessing=False)
-    return dataset.batch(batch_size, drop_remainder=False), source
+    return surface_source_errors(dataset.batch(batch_size, drop_remainder=False), source), source
 
 
 def dataset_options(section: Mapping[str, Any]) -> Dict[str, Any]:
