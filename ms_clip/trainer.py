@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ms_clip.distributed import broadcast_parameters, init_distributed
 from ms_clip.models.config import CLIPConfig
-from ms_clip.run_config import TASKS, RunConfigError, get_path, load_run_config, resolve_task
+from ms_clip.run_config import (TASKS, RunConfig, RunConfigError, check_against_model, get_path, load_run_config,
+                                resolve_task)
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ __all__ = ["Trainer", "resolve_model", "apply_context", "init_distributed"]
 _ARCH_KEYS = ("text_config", "vision_config", "projection_dim")
 
 
-def apply_context(config: Mapping[str, Any]) -> None:
+def apply_context(config: RunConfig) -> None:
     """Set MindSpore's execution mode and device from the run config's ``context`` section.
 
     Under ``use_parallel`` the device id is left to ``init()``, which takes msrun's DEVICE_ID (the
@@ -33,20 +34,24 @@ def apply_context(config: Mapping[str, Any]) -> None:
     """
     import mindspore as ms
 
-    context = config["context"]
-    ms.set_context(mode=ms.GRAPH_MODE if context["mode"] == 0 else ms.PYNATIVE_MODE)
-    target = context["device_target"]
-    if target is not None:
-        ms.set_context(device_target=target)
-        if not config["use_parallel"]:
-            ms.set_context(device_id=int(context["device_id"]))
-    extra = {k: context[k] for k in ("max_call_depth", "enable_graph_kernel", "save_graphs") if context[k]}
-    if context.get("max_device_memory"):
-        extra["max_device_memory"] = context["max_device_memory"]
-    if context.get("runtime_num_threads"):
-        extra["runtime_num_threads"] = int(context["runtime_num_threads"])
+    context = config.context
+    ms.set_context(mode=ms.GRAPH_MODE if context.mode == 0 else ms.PYNATIVE_MODE)
+    if context.device_target is not None:
+        ms.set_context(device_target=context.device_target)
+        if not config.use_parallel:
+            ms.set_context(device_id=int(context.device_id))
+    extra: Dict[str, Any] = {k: context[k] for k in ("max_call_depth", "enable_graph_kernel", "save_graphs")
+                             if context[k]}
+    if context.enable_graph_kernel and context.graph_kernel_flags:
+        extra["graph_kernel_flags"] = context.graph_kernel_flags
+    if context.max_device_memory:
+        extra["max_device_memory"] = context.max_device_memory
+    if context.runtime_num_threads:
+        extra["runtime_num_threads"] = int(context.runtime_num_threads)
+    if context.jit_config:
+        extra["jit_config"] = dict(context.jit_config)
     if extra.get("save_graphs"):
-        extra["save_graphs_path"] = context["save_graphs_path"]
+        extra["save_graphs_path"] = context.save_graphs_path
     if extra:
         ms.set_context(**extra)
 
@@ -188,13 +193,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _save_config(self) -> str:
-        import yaml
+        from ms_clip.fileio import write_yaml
 
-        path = os.path.join(self.config["output_dir"], "run_config.yaml")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            yaml.safe_dump(self.config, f, sort_keys=False)
-        return path
+        return write_yaml(os.path.join(self.config.output_dir, "run_config.yaml"), self.config.to_dict())
 
     def _prepare(self) -> Tuple[int, int]:
         """Context, then the distributed backend (which needs the device target), once: (rank, world_size)."""
@@ -212,6 +213,7 @@ class Trainer:
         if require_weights and explicit_name and not _weights_source(self.config, weights):
             weights = self._model_arg  # Trainer(model="clip_vit_b_32") for eval: its pretrained weights
         self._model = resolve_model(self.config, self._model_arg, weights, require_weights)
+        check_against_model(self.config, self._model.config)  # image size, context length vs the model
         # The seed already gives every rank the same random init; weights read from per-node files may
         # still differ, so rank 0's copy wins.
         broadcast_parameters(self._model.get_parameters(), world_size)
@@ -241,7 +243,7 @@ class Trainer:
               do_eval: bool = False, **kwargs: Any) -> Dict[str, Any]:
         """Train (from scratch unless weights are given); returns the training summary."""
         self._require("train")
-        return self._train(self._checkpoint_flag(train_checkpoint, self.config["output_dir"]), resume_training,
+        return self._train(self._checkpoint_flag(train_checkpoint, self.config.output_dir), resume_training,
                            do_eval, require_weights=False, **kwargs)
 
     def finetune(self, finetune_checkpoint: Any = False, resume_training: Any = None, auto_trans_ckpt: Any = None,
@@ -260,7 +262,7 @@ class Trainer:
         rank, world_size = self._prepare()
         return self._module.train(model, self.config, train_records=self._datasets.get("train"),
                                   eval_records=self._datasets.get("eval"), callbacks=self.callbacks,
-                                  resume_training=resume_training, do_eval=do_eval or self.config["do_eval"],
+                                  resume_training=resume_training, do_eval=do_eval or self.config.do_eval,
                                   distributed=(rank, world_size))
 
     def evaluate(self, eval_checkpoint: Any = False, auto_trans_ckpt: Any = None, **kwargs: Any) -> Dict[str, Any]:
@@ -268,7 +270,7 @@ class Trainer:
         self._require("evaluate")
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        model = self._model_for(self._checkpoint_flag(eval_checkpoint, self.config["output_dir"]), True)
+        model = self._model_for(self._checkpoint_flag(eval_checkpoint, self.config.output_dir), True)
         if self.task == "contrastive_language_image_pretrain":
             return self._module.evaluate(model, self.config, eval_records=self._datasets.get("eval"),
                                          distributed=self._prepare())
@@ -283,8 +285,10 @@ class Trainer:
         if unknown:
             raise TypeError(f"predict: unexpected arguments {unknown}; accepted: {sorted(allowed)}")
         if batch_size:
-            self.config["eval_dataset"]["batch_size"] = int(batch_size)
-        model = self._model_for(self._checkpoint_flag(predict_checkpoint, self.config["output_dir"]), True)
+            if int(batch_size) < 1:
+                raise RunConfigError(f"predict: batch_size must be a positive integer, got {batch_size!r}")
+            self.config.zero_shot.predict_batch_size = int(batch_size)  # images per forward pass in predict
+        model = self._model_for(self._checkpoint_flag(predict_checkpoint, self.config.output_dir), True)
         return self._module.predict(model, self.config, input_data=input_data, **kwargs)
 
 

@@ -9,8 +9,8 @@ import yaml
 
 from ms_clip.models.config import CLIPConfig
 from ms_clip.registry import load_config
-from ms_clip.run_config import (COMMON_SCHEMA, RunConfigError, apply_overrides, build_schema, load_run_config,
-                                merge_schemas, resolve_task, validate)
+from ms_clip.run_config import (RunConfig, RunConfigError, apply_overrides, config_class, load_run_config,
+                                resolve_task)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN_YAMLS = sorted(glob.glob(os.path.join(ROOT, "configs", "clip", "run_clip_*_pretrain_flickr8k.yaml")))
@@ -101,9 +101,9 @@ def test_task_resolution():
         resolve_task("general", {})
 
 
-def test_schema_merging_and_generic_validation():
-    merged = merge_schemas({"a": {"x": 1}, "b": None}, {"a": {"y": 2}, "b": {"z": 3}})
-    assert merged == {"a": {"x": 1, "y": 2}, "b": {"z": 3}}
-    assert validate({"a": {"y": 5}}, merged) == {"a": {"x": 1, "y": 5}, "b": {"z": 3}}
-    schema = build_schema(TASK)
-    assert set(COMMON_SCHEMA) < set(schema) and "train_dataset" in schema
+def test_task_sections_extend_the_common_ones():
+    # The task's run config is RunConfig's sections plus the task's own (declared in the task module).
+    cls = config_class(TASK)
+    assert issubclass(cls, RunConfig) and set(RunConfig()) < set(cls()) and "train_dataset" in cls()
+    config = cls.from_dict({"runner_config": {"epochs": 2}})
+    assert config.runner_config.epochs == 2 and config["runner_config"]["batch_size"] == 32

@@ -273,8 +273,14 @@ def load_caption_records(loader: Mapping[str, Any], stage: Optional[str] = None)
     if kind == "JsonCaptionDataLoader":
         return read_json_captions(dataset_dir, stage, loader.get("annotation_file"), loader.get("image_dir"), policy)
     if kind == "CsvCaptionDataLoader":
-        path = loader.get("annotation_file") or dataset_dir
-        path = path.format(stage=stage)
+        key = "annotation_file" if loader.get("annotation_file") else "dataset_dir"
+        template = loader.get("annotation_file") or dataset_dir
+        try:
+            path = template.format(stage=stage)
+        except (KeyError, IndexError, ValueError) as err:  # run configs check this at load time too
+            raise DataError(f"data_loader.{key}: {template!r} is not a path template with only '{{stage}}' in "
+                            f"braces ({type(err).__name__}: {err}); write '{{{{' and '}}}}' for literal braces") \
+                from None
         if os.path.isdir(path):
             raise DataError(f"CsvCaptionDataLoader: {path} is a folder; set data_loader.annotation_file (or "
                             f"dataset_dir) to the .csv/.tsv/.jsonl file ('{{stage}}' is replaced by the stage)")

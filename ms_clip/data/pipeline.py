@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ImageTransform", "image_transform_from_config", "read_image", "CaptionSource", "ImageSource",
            "epoch_order", "shard_order", "steps_per_epoch", "build_caption_dataset", "build_image_dataset",
-           "pick_caption", "surface_source_errors"]
+           "pick_caption", "surface_source_errors", "dataset_options", "apply_dataset_settings", "caption_tokenizer"]
 
 # --------------------------------------------------------------------------- images
 
@@ -309,19 +309,23 @@ def build_caption_dataset(records: CaptionRecords, batch_size: int, transform: I
                           num_shards: int = 1, shard_id: int = 0, drop_remainder: bool = True,
                           num_parallel_workers: int = 2, python_multiprocessing: bool = False,
                           context_length: int = 77, on_bad_image: str = "skip",
-                          with_index: bool = False) -> Tuple[ds.Dataset, CaptionSource]:
+                          with_index: bool = False, prefetch_size: Optional[int] = None, numa_enable: bool = False,
+                          tokenizer: Optional[Callable[..., np.ndarray]] = None) -> Tuple[ds.Dataset, CaptionSource]:
     """One epoch of (image [B,3,S,S] float32, text [B,L] int32) batches for this shard, from ``start_batch`` on;
     ``with_index`` adds a third column, the samples' indices into ``records`` [B] int64.
 
-    Returns the dataset and its source (whose ``bad.files`` lists the images skipped so far).
+    ``prefetch_size`` / ``numa_enable`` are MindSpore's (process-wide) dataset settings; ``tokenizer``
+    is ``tokenize``-like (``caption_tokenizer``), default CLIP's. Returns the dataset and its source
+    (whose ``bad.files`` lists the images skipped so far).
     """
+    apply_dataset_settings(prefetch_size, numa_enable)
     order = shard_order(epoch_order(len(records), seed, epoch, shuffle), batch_size, num_shards, shard_id,
                         drop_remainder)
     order = order[start_batch * batch_size:]
     if len(order) == 0:
         raise DataError(f"{records.source}: no batch of {batch_size} x {num_shards} shard(s) from {len(records)} "
                         f"images (start batch {start_batch}); lower the batch size")
-    source = CaptionSource(records, transform, epoch, seed, random_caption, context_length, on_bad_image)
+    source = CaptionSource(records, transform, epoch, seed, random_caption, context_length, on_bad_image, tokenizer)
     columns = ["image", "text", "index"] if with_index else ["image", "text"]
     dataset = ds.GeneratorDataset(_WithIndex(source) if with_index else source, column_names=columns,
                                   sampler=ds.SubsetSampler(order.tolist()),
@@ -341,14 +345,42 @@ def build_image_dataset(records: CaptionRecords, batch_size: int, transform: Ima
     return surface_source_errors(dataset.batch(batch_size, drop_remainder=False), source), source
 
 
+def apply_dataset_settings(prefetch_size: Optional[int] = None, numa_enable: bool = False) -> None:
+    """MindSpore's process-wide dataset settings a run config's dataset section names (as zero-shot's
+    ``build_classification_dataset`` applies them)."""
+    if prefetch_size:
+        ds.config.set_prefetch_size(int(prefetch_size))
+    if numa_enable:
+        ds.config.set_numa_enable(True)
+
+
+def caption_tokenizer(tokenizer_section: Optional[Mapping[str, Any]]) -> Optional[Callable[..., np.ndarray]]:
+    """A ``tokenize``-like function for a dataset's ``tokenizer`` section, or None for CLIP's own.
+
+    Only ``vocab_file`` changes the token ids: captions are padded with 0 ('!'), OpenAI's padding.
+    """
+    vocab_file = (tokenizer_section or {}).get("vocab_file")
+    if not vocab_file:
+        return None
+    import functools
+
+    from ms_clip.tokenizer import CLIPTokenizer, tokenize
+
+    return functools.partial(tokenize, tokenizer=CLIPTokenizer(vocab_file=vocab_file))
+
+
 def dataset_options(section: Mapping[str, Any]) -> Dict[str, Any]:
-    """The pipeline keyword arguments a run config's dataset section sets."""
+    """The ``build_caption_dataset`` keyword arguments a run config's dataset section sets."""
     loader = section["data_loader"]
+    text_transforms = section.get("text_transforms") or {}
     return {
         "num_parallel_workers": section.get("num_parallel_workers", 2),
         "python_multiprocessing": section.get("python_multiprocessing", False),
         "drop_remainder": section.get("drop_remainder", True),
         "on_bad_image": loader.get("on_bad_image", "skip"),
-        "random_caption": section.get("text_transforms", {}).get("type") != "TokenizerForward",
-        "context_length": section.get("text_transforms", {}).get("max_length", 77),
+        "random_caption": text_transforms.get("type") != "TokenizerForward",
+        "context_length": text_transforms.get("max_length", 77),
+        "prefetch_size": section.get("prefetch_size"),
+        "numa_enable": bool(section.get("numa_enable", False)),
+        "tokenizer": caption_tokenizer(section.get("tokenizer")),
     }

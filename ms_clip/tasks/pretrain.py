@@ -1,116 +1,167 @@
 """The ``contrastive_language_image_pretrain`` task: train (or fine-tune) CLIP on image-caption data
 and evaluate image<->text retrieval.
 
-``RUN_CONFIG_SCHEMA`` holds this task's run-YAML sections (MindFormers' names, plus ours marked
-"Ours"); ``train`` and ``evaluate`` are what ``Trainer`` and ``run_mindformer.py`` call.
+``PretrainRunConfig`` (``RUN_CONFIG_CLASS``) holds this task's run-YAML sections (MindFormers' names,
+plus ours marked "Ours"); ``train`` and ``evaluate`` are what ``Trainer`` and ``run_mindformer.py`` call.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+import string
+from dataclasses import field
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ms_clip.run_config import (CheckpointMonitorCallback, DatasetSection, RunConfig, RunConfigError, Section,
+                                TextTransformsSection, optional_section, section)
 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_CONFIG_SCHEMA", "RUN_CONFIG_CHECKS", "DATASET_SCHEMA", "train", "evaluate", "retrieval_eval",
+__all__ = ["RUN_CONFIG_CLASS", "PretrainRunConfig", "CaptionDatasetSection", "train", "evaluate", "retrieval_eval",
            "checkpoint_options"]
 
-# One dataset section (train_dataset / eval_dataset), MindFormers' keys plus ours.
-DATASET_SCHEMA: Dict[str, Any] = {
-    "data_loader": {
-        # Flickr8kDataLoader: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg + Flickr8k_text/.
-        # JsonCaptionDataLoader (ours): <dataset_dir>/{en_train,en_val}.json lists of {"image", "caption": [...]}.
-        # CsvCaptionDataLoader (ours): a .csv/.tsv/.jsonl file with one image path and caption(s) per row.
-        "type": "Flickr8kDataLoader",
-        "dataset_dir": "./checkpoint_download/Flickr8k",
-        "stage": "train",  # Flickr8k: train | dev | test | all; JSON: train | val (dev/test read en_val.json)
-        "column_names": ["image", "text"],
-        "shuffle": None,  # Ours. None: shuffle for training, not for evaluation
-        # Ours, JSON/CSV layouts: an explicit annotation file (default: picked from stage), where images live
-        # (default: dataset_dir, or the annotation file's folder), and the CSV/JSONL columns and separator.
-        "annotation_file": None,
-        "image_dir": None,
-        "image_column": "image",
-        "caption_column": "caption",
-        "separator": None,  # None: from the extension (.csv ',', .tsv '\t')
-        # Ours: a corrupt or missing image is skipped and counted in the log ("skip") or stops the run
-        # naming the file ("fail").
-        "on_bad_image": "skip",
-    },
-    "text_transforms": {
-        # RandomChoiceTokenizerForward: a fresh random caption per image and epoch (seeded by seed, epoch and
-        # index; MindFormers re-seeded on every call and always used the 5th caption). TokenizerForward: the first.
-        "type": "RandomChoiceTokenizerForward",
-        "max_length": 77,
-        "padding": "max_length",
-        "random_seed": 2022,  # accepted for MindFormers YAMLs; the caption choice is seeded by `seed` below
-    },
-    # Image transforms, in MindFormers' names: Resize{size} + CenterCrop{size} (evaluation preprocessing),
-    # or RandomResizedCrop{size, scale, ratio} (training augmentation), then ToTensor + Normalize{mean, std}.
-    # None: Resize + CenterCrop to the model's image_size with CLIP's mean/std.
-    "transforms": None,
-    "tokenizer": {"type": "CLIPTokenizer", "pad_token": "!", "vocab_file": None},
-    "num_parallel_workers": 8,
-    "python_multiprocessing": False,
-    "drop_remainder": True,
-    "batch_size": 32,
-    "repeat": 1,
-    "numa_enable": False,
-    "prefetch_size": 30,
-    "seed": 2022,
-}
+# --------------------------------------------------------------------------- run-config sections
 
 
-def _dataset_schema(stage: str, text_transform: str, drop_remainder: bool) -> Dict[str, Any]:
-    schema = copy.deepcopy(DATASET_SCHEMA)
-    schema["data_loader"]["stage"] = stage
-    schema["text_transforms"]["type"] = text_transform
-    schema["drop_remainder"] = drop_remainder
-    return schema
+@section
+class CaptionLoaderSection(Section):
+    # Flickr8kDataLoader: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg + Flickr8k_text/.
+    # JsonCaptionDataLoader (ours): <dataset_dir>/{en_train,en_val}.json lists of {"image", "caption": [...]}.
+    # CsvCaptionDataLoader (ours): a .csv/.tsv/.jsonl file with one image path and caption(s) per row.
+    type: str = "Flickr8kDataLoader"
+    dataset_dir: str = "./checkpoint_download/Flickr8k"
+    stage: str = "train"  # Flickr8k: train | dev | test | all; JSON: train | val (dev/test read en_val.json)
+    column_names: List[str] = field(default_factory=lambda: ["image", "text"])
+    shuffle: Optional[bool] = None  # Ours. None: shuffle for training, not for evaluation
+    # Ours, JSON/CSV layouts: an explicit annotation file (default: picked from stage; for CSV, '{stage}'
+    # in it is replaced by the stage), where images live (default: dataset_dir, or the annotation file's
+    # folder), and the CSV/JSONL columns and separator.
+    annotation_file: Optional[str] = None
+    image_dir: Optional[str] = None
+    image_column: str = "image"
+    caption_column: str = "caption"
+    separator: Optional[str] = None  # None: from the extension (.csv ',', .tsv '\t')
+    # Ours: a corrupt or missing image is skipped and counted in the log ("skip") or stops the run
+    # naming the file ("fail").
+    on_bad_image: str = "skip"
 
 
-RUN_CONFIG_SCHEMA: Dict[str, Any] = {
-    "train_dataset": _dataset_schema("train", "RandomChoiceTokenizerForward", True),
+@section
+class CaptionTextTransformsSection(TextTransformsSection):
+    # RandomChoiceTokenizerForward: a fresh random caption per image and epoch (seeded by seed, epoch and
+    # index; MindFormers re-seeded on every call and always used the 5th caption). TokenizerForward: the first.
+    type: str = "RandomChoiceTokenizerForward"
+    random_seed: int = 2022  # accepted for MindFormers YAMLs; the caption choice is seeded by `seed`
+
+
+@section
+class CaptionDatasetSection(DatasetSection):
+    """One dataset section (train_dataset / eval_dataset), MindFormers' keys plus ours (see DatasetSection)."""
+    data_loader: CaptionLoaderSection = field(default_factory=CaptionLoaderSection)
+    text_transforms: CaptionTextTransformsSection = field(default_factory=CaptionTextTransformsSection)
+    drop_remainder: bool = True
+
+    @classmethod
+    def for_split(cls, split: str) -> "CaptionDatasetSection":
+        """The defaults of ``train_dataset`` (shuffled random captions, full batches) or ``eval_dataset``."""
+        out = cls()
+        if split != "train":
+            out.data_loader.stage = "test"
+            out.text_transforms.type = "TokenizerForward"
+            out.drop_remainder = False
+        return out
+
+
+@section
+class CaptionDatasetTaskSection(Section):
+    type: str = "ContrastiveLanguageImagePretrainDataset"
     # MindFormers' YAMLs repeat the dataset here through a YAML anchor (dataset_config: *train_dataset);
-    # train_dataset is what is used, dataset_config is checked against the same keys.
-    "train_dataset_task": {"type": "ContrastiveLanguageImagePretrainDataset", "dataset_config": None},
-    "eval_dataset": _dataset_schema("test", "TokenizerForward", False),
-    "eval_dataset_task": {"type": "ContrastiveLanguageImagePretrainDataset", "dataset_config": None},
+    # <split>_dataset is what is used, dataset_config is checked against the same keys (and defaults).
+    dataset_config: Optional[CaptionDatasetSection] = optional_section(lambda: CaptionDatasetSection.for_split("train"))
+
+
+@section
+class EvalCaptionDatasetTaskSection(CaptionDatasetTaskSection):
+    dataset_config: Optional[CaptionDatasetSection] = optional_section(lambda: CaptionDatasetSection.for_split("eval"))
+
+
+@section
+class RetrievalMetricSection(Section):
     # Ours: image<->text retrieval as CLIP_benchmark defines it (all captions per image).
-    "metric": {"type": "ImageTextRetrieval", "recall_k": [1, 5, 10]},
+    type: str = "ImageTextRetrieval"
+    recall_k: List[int] = field(default_factory=lambda: [1, 5, 10])
+
+
+CAPTION_LOADERS = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader")
+
+
+@section
+class PretrainRunConfig(RunConfig):
+    """The run config of ``contrastive_language_image_pretrain`` (the sections of ``RunConfig`` plus these)."""
+    train_dataset: CaptionDatasetSection = field(default_factory=lambda: CaptionDatasetSection.for_split("train"))
+    train_dataset_task: CaptionDatasetTaskSection = field(default_factory=CaptionDatasetTaskSection)
+    eval_dataset: CaptionDatasetSection = field(default_factory=lambda: CaptionDatasetSection.for_split("eval"))
+    eval_dataset_task: EvalCaptionDatasetTaskSection = field(default_factory=EvalCaptionDatasetTaskSection)
+    metric: RetrievalMetricSection = field(default_factory=RetrievalMetricSection)
     # Ours: where evaluate() writes its results (under output_dir unless absolute).
-    "save_file": "retrieval_results.json",
-}
+    save_file: str = "retrieval_results.json"
+
+    trainer_types: ClassVar[Tuple[str, ...]] = ("ContrastiveLanguageImagePretrainTrainer",
+                                                "ConstrastiveLanguageImagePretrainTrainer")
+
+    def check(self) -> None:
+        super().check()
+        for split in ("train", "eval"):
+            name = f"{split}_dataset"
+            dataset: CaptionDatasetSection = self[name]
+            task = self[f"{name}_task"]
+            if task.type != "ContrastiveLanguageImagePretrainDataset":
+                raise RunConfigError(f"{name}_task.type: expected 'ContrastiveLanguageImagePretrainDataset', got "
+                                     f"{task.type!r}")
+            loader = dataset.data_loader
+            if loader.type not in CAPTION_LOADERS:
+                raise RunConfigError(f"{name}.data_loader.type: expected one of {list(CAPTION_LOADERS)}, got "
+                                     f"{loader.type!r}")
+            if loader.on_bad_image not in ("skip", "fail"):
+                raise RunConfigError(f"{name}.data_loader.on_bad_image: expected 'skip' or 'fail', got "
+                                     f"{loader.on_bad_image!r}")
+            if dataset.text_transforms.type not in ("RandomChoiceTokenizerForward", "TokenizerForward"):
+                raise RunConfigError(f"{name}.text_transforms.type: expected RandomChoiceTokenizerForward or "
+                                     f"TokenizerForward, got {dataset.text_transforms.type!r}")
+            if loader.type == "CsvCaptionDataLoader":
+                key = "annotation_file" if loader.annotation_file else "dataset_dir"
+                _check_stage_template(f"{name}.data_loader.{key}", loader[key])
+        if self.metric.type != "ImageTextRetrieval":
+            raise RunConfigError(f"metric.type: expected 'ImageTextRetrieval', got {self.metric.type!r}")
+        if not self.metric.recall_k or any(k < 1 for k in self.metric.recall_k):
+            raise RunConfigError(f"metric.recall_k: expected a list of positive integers, got {self.metric.recall_k!r}")
+        # MindFormers trains with runner_config.batch_size and overwrites train_dataset.batch_size with it.
+        if self.train_dataset.batch_size != self.runner_config.batch_size:
+            if self.is_set("train_dataset.batch_size"):
+                logger.warning("train_dataset.batch_size (%d) differs from runner_config.batch_size (%d); training "
+                               "uses runner_config.batch_size, as MindFormers does", self.train_dataset.batch_size,
+                               self.runner_config.batch_size)
+            self.train_dataset.batch_size = self.runner_config.batch_size
 
 
-def _check_datasets(config: Dict[str, Any]) -> None:
-    from ms_clip.run_config import RunConfigError, validate
-
-    for split in ("train", "eval"):
-        dataset_config = config[f"{split}_dataset_task"].get("dataset_config")
-        if dataset_config is not None:
-            validate(dataset_config, RUN_CONFIG_SCHEMA[f"{split}_dataset"], f"{split}_dataset_task.dataset_config",
-                     fill_defaults=False)
-        loader = config[f"{split}_dataset"]["data_loader"]
-        loaders = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader")
-        if loader["type"] not in loaders:
-            raise RunConfigError(f"{split}_dataset.data_loader.type: expected one of {list(loaders)}, got "
-                                 f"{loader['type']!r}")
-        if loader["on_bad_image"] not in ("skip", "fail"):
-            raise RunConfigError(f"{split}_dataset.data_loader.on_bad_image: expected 'skip' or 'fail', got "
-                                 f"{loader['on_bad_image']!r}")
-        text = config[f"{split}_dataset"]["text_transforms"]["type"]
-        if text not in ("RandomChoiceTokenizerForward", "TokenizerForward"):
-            raise RunConfigError(f"{split}_dataset.text_transforms.type: expected RandomChoiceTokenizerForward or "
-                                 f"TokenizerForward, got {text!r}")
+def _check_stage_template(path: str, template: str) -> None:
+    """A CSV annotation path may hold '{stage}' (replaced by data_loader.stage) and nothing else in braces."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise RunConfigError(f"{path}: {template!r} is not a valid path template ({err}); only '{{stage}}' is "
+                             f"replaced (write '{{{{' and '}}}}' for literal braces)") from None
+    unknown = [name for name in fields if name != "stage"]
+    if unknown:
+        raise RunConfigError(f"{path}: {template!r} has the placeholder '{{{unknown[0]}}}'; only '{{stage}}' is "
+                             f"replaced (by data_loader.stage); write '{{{{' and '}}}}' for literal braces")
 
 
-RUN_CONFIG_CHECKS = [_check_datasets]
+RUN_CONFIG_CLASS = PretrainRunConfig
 
 
 # --------------------------------------------------------------------------- helpers
@@ -120,14 +171,16 @@ def _output_path(config: Dict[str, Any], *parts: str) -> str:
     return os.path.join(config["output_dir"], *parts)
 
 
-def checkpoint_options(config: Dict[str, Any]) -> Dict[str, Any]:
-    """prefix / save_checkpoint_steps / keep_checkpoint_max from the CheckpointMonitor callback entry."""
-    options = {"prefix": "clip", "save_checkpoint_steps": 0, "keep_checkpoint_max": 3, "directory": None}
-    for item in config.get("callbacks") or []:
-        if isinstance(item, dict) and item.get("type") in ("CheckpointMonitor", "CheckpointMointor"):
-            options.update({k: item[k] for k in options if item.get(k) is not None})
-    options["directory"] = options["directory"] or _output_path(config, "checkpoint")
-    return options
+def checkpoint_options(config: PretrainRunConfig) -> Dict[str, Any]:
+    """prefix / save_checkpoint_steps / keep_checkpoint_max / directory from the CheckpointMonitor entry of
+    ``callbacks`` (its defaults when there is none; the directory defaults to output_dir/checkpoint)."""
+    entry = CheckpointMonitorCallback()
+    for item in config.callbacks or []:
+        if isinstance(item, CheckpointMonitorCallback):
+            entry = item
+    return {"prefix": entry.prefix, "save_checkpoint_steps": entry.save_checkpoint_steps,
+            "keep_checkpoint_max": entry.keep_checkpoint_max,
+            "directory": entry.directory or _output_path(config, "checkpoint")}
 
 
 def _image_transform(section: Dict[str, Any], model, where: str):
@@ -219,8 +272,11 @@ def evaluate(model, config: Dict[str, Any], eval_records=None,
     ``output_dir/save_file`` as JSON (by rank 0), and returned (on every rank).
 
     ``distributed`` = (rank, world_size): the features are computed sharded over the ranks."""
+    from ms_clip.data.pipeline import apply_dataset_settings
     from ms_clip.eval.retrieval import chance_recall, format_metrics
 
+    # MindSpore's dataset settings are process-wide; during training the train_dataset's apply.
+    apply_dataset_settings(config.eval_dataset.prefetch_size, config.eval_dataset.numa_enable)
     run, records = _eval_setup(model, config, eval_records, distributed)
     metrics = run()
     per_image = records.num_captions / max(1, len(records))

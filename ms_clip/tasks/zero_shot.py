@@ -1,8 +1,8 @@
 """The ``zero_shot_image_classification`` task: evaluate a CLIP model on a labelled image set
 (CIFAR-100 by default) and predict labels for arbitrary images.
 
-``RUN_CONFIG_SCHEMA`` holds this task's run-YAML sections (MindFormers' names, mindformers-api.md
-§3, plus ours marked "Ours"); ``evaluate`` and ``predict`` are what ``Trainer`` and
+``ZeroShotRunConfig`` (``RUN_CONFIG_CLASS``) holds this task's run-YAML sections (MindFormers' names,
+plus ours marked "Ours"); ``evaluate`` and ``predict`` are what ``Trainer`` and
 ``run_mindformer.py --run_mode eval|predict`` call with the validated run config.
 
 Differences from MindFormers, on purpose:
@@ -19,22 +19,21 @@ import csv
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import field
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ms_clip.data.classification import (DatasetError, build_classification_dataset, load_classification_dataset,
                                          read_classnames)
 from ms_clip.eval.templates import resolve_templates
+from ms_clip.run_config import DatasetSection, RunConfig, RunConfigError, Section, section
 from ms_clip.eval.zero_shot import (DEFAULT_LOGIT_SCALE, accuracy, build_zero_shot_classifier, check_labels,
                                     encode_images, per_class_accuracy, zero_shot_scores)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_CONFIG_SCHEMA", "RUN_CONFIG_CHECKS", "LOADER_LAYOUTS", "evaluate", "predict", "resolve_eval_templates"]
-
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+__all__ = ["RUN_CONFIG_CLASS", "ZeroShotRunConfig", "LOADER_LAYOUTS", "evaluate", "predict", "resolve_eval_templates"]
 
 # data_loader.type -> dataset layout read by ms_clip.data.classification.
 LOADER_LAYOUTS = {
@@ -44,95 +43,109 @@ LOADER_LAYOUTS = {
 }
 HYPOTHESIS_TEMPLATE_KEYWORD = "hypothesis_template"
 
-RUN_CONFIG_SCHEMA: Dict[str, Any] = {
-    "eval_dataset": {
-        "data_loader": {
-            "type": "Cifar100DataLoader",  # Cifar100DataLoader | Cifar10DataLoader | ImageFolderDataLoader
-            "dataset_dir": "./cifar-100-python",  # the cifar-100-python folder or its parent
-            # MindFormers' columns; the text column is not materialised per sample here: the class
-            # embeddings are computed once (and cached) instead of re-encoding every prompt per image.
-            "column_names": ["image", "text", "label"],
-            "stage": "test",  # train | test | all
-            "fine_label": True,  # CIFAR-100: 100 fine classes, or the 20 coarse superclasses
-            "shuffle": False,
-            # MindFormers' single prompt; used when zero_shot.templates is 'hypothesis_template'.
-            "hypothesis_template": "a picture of {}",
-        },
-        "tokenizer": {"type": "CLIPTokenizer", "pad_token": "!", "vocab_file": None},
-        "text_transforms": {"type": "TokenizerForward", "max_length": 77, "padding": "max_length"},
-        # PIL bicubic resize of the short side + center crop (OpenAI), then /255 and normalize.
-        "transforms": [
-            {"type": "Resize", "size": 224, "interpolation": "cubic"},
-            {"type": "CenterCrop", "size": 224},
-            {"type": "ToTensor"},
-            {"type": "Normalize", "mean": CLIP_MEAN, "std": CLIP_STD, "is_hwc": False},
-        ],
-        "num_parallel_workers": 8,
-        "python_multiprocessing": False,
-        "drop_remainder": False,
-        "batch_size": 32,
-        "repeat": 1,
-        "numa_enable": False,
-        "prefetch_size": 30,
-        "seed": 2022,
-    },
+# ----------------------------------------------------------------------------- run-config sections
+
+
+@section
+class ClassificationLoaderSection(Section):
+    type: str = "Cifar100DataLoader"  # Cifar100DataLoader | Cifar10DataLoader | ImageFolderDataLoader
+    dataset_dir: str = "./cifar-100-python"  # the cifar-100-python folder or its parent
+    # MindFormers' columns; the text column is not materialised per sample here: the class
+    # embeddings are computed once (and cached) instead of re-encoding every prompt per image.
+    column_names: List[str] = field(default_factory=lambda: ["image", "text", "label"])
+    stage: str = "test"  # train | test | all
+    fine_label: bool = True  # CIFAR-100: 100 fine classes, or the 20 coarse superclasses
+    shuffle: bool = False
+    # MindFormers' single prompt; used when zero_shot.templates is 'hypothesis_template'.
+    hypothesis_template: str = "a picture of {}"
+
+
+@section
+class ClassificationDatasetSection(DatasetSection):
+    """``eval_dataset``: MindFormers' keys (see DatasetSection). ``transforms`` None means PIL bicubic resize
+    of the short side + center crop to the model's image size (OpenAI), then /255 and CLIP's normalization."""
+    data_loader: ClassificationLoaderSection = field(default_factory=ClassificationLoaderSection)
+
+
+@section
+class ClassificationDatasetTaskSection(Section):
+    type: str = "ZeroShotImageClassificationDataset"
     # MindFormers repeats the dataset here via a YAML anchor; eval_dataset is what is used.
-    "eval_dataset_task": {"type": "ZeroShotImageClassificationDataset", "dataset_config": None},
-    "metric": {"type": "Accuracy"},
-    "top_k": 3,  # labels per image returned by predict
-    "save_file": "results.txt",  # predict's results (JSON lines), under output_dir unless absolute
+    dataset_config: Optional[ClassificationDatasetSection] = None
+
+
+@section
+class AccuracyMetricSection(Section):
+    type: str = "Accuracy"
+
+
+@section
+class ZeroShotSection(Section):
+    """Ours."""
+    # openai (OpenAI's 18 CIFAR templates, ensembled) | hypothesis_template (MindFormers' single
+    # data_loader.hypothesis_template) | one template string with {} | a list of templates.
+    # None means openai.
+    templates: Union[str, List[str], None] = None
+    # Class names used in the prompts; None: the dataset's (underscores -> spaces).
+    classnames: Optional[List[str]] = None
+    # Softmax temperature for predict scores; None: the model's exp(logit_scale). See
+    # ms_clip.eval.zero_shot.DEFAULT_LOGIT_SCALE. Accuracy does not depend on it.
+    logit_scale: Optional[float] = DEFAULT_LOGIT_SCALE
+    cache_class_embeddings: bool = True
+    cache_dir: Optional[str] = None  # None: $MS_CLIP_HOME/zero_shot_classifiers
+    text_batch_size: int = 256  # prompts per text-tower call
+    topk_accuracy: List[int] = field(default_factory=lambda: [1, 5])  # accuracies evaluate reports
+    metrics_file: str = "zero_shot_metrics.json"  # overall + per-class, under output_dir
+    per_class_file: str = "zero_shot_per_class_accuracy.csv"
+    predict_batch_size: int = 8  # images per forward pass in predict (--predict_batch_size)
+
+
+@section
+class ZeroShotRunConfig(RunConfig):
+    """The run config of ``zero_shot_image_classification`` (the sections of ``RunConfig`` plus these)."""
+    eval_dataset: ClassificationDatasetSection = field(default_factory=ClassificationDatasetSection)
+    eval_dataset_task: ClassificationDatasetTaskSection = field(default_factory=ClassificationDatasetTaskSection)
+    metric: AccuracyMetricSection = field(default_factory=AccuracyMetricSection)
+    top_k: int = 3  # labels per image returned by predict
+    save_file: str = "results.txt"  # predict's results (JSON lines), under output_dir unless absolute
     # Predict inputs when predict() gets none: a path, directory, URL or a list of them (--predict_data).
-    "input_data": None,
-    # Ours.
-    "zero_shot": {
-        # openai (OpenAI's 18 CIFAR templates, ensembled) | hypothesis_template (MindFormers' single
-        # data_loader.hypothesis_template) | one template string with {} | a list of templates.
-        # None means openai.
-        "templates": None,
-        # Class names used in the prompts; None: the dataset's (underscores -> spaces).
-        "classnames": None,
-        # Softmax temperature for predict scores; None: the model's exp(logit_scale). See
-        # ms_clip.eval.zero_shot.DEFAULT_LOGIT_SCALE. Accuracy does not depend on it.
-        "logit_scale": DEFAULT_LOGIT_SCALE,
-        "cache_class_embeddings": True,
-        "cache_dir": None,  # None: $MS_CLIP_HOME/zero_shot_classifiers
-        "text_batch_size": 256,  # prompts per text-tower call
-        "topk_accuracy": [1, 5],  # accuracies evaluate reports
-        "metrics_file": "zero_shot_metrics.json",  # overall + per-class, under output_dir
-        "per_class_file": "zero_shot_per_class_accuracy.csv",
-        "predict_batch_size": 8,  # images per forward pass in predict (--predict_batch_size)
-    },
-}
+    input_data: Union[str, List[str], None] = None
+    zero_shot: ZeroShotSection = field(default_factory=ZeroShotSection)
+
+    trainer_types: ClassVar[Tuple[str, ...]] = ("ZeroShotImageClassificationTrainer",)
+
+    def check(self) -> None:
+        super().check()
+        if self.eval_dataset_task.type != "ZeroShotImageClassificationDataset":
+            raise RunConfigError(f"eval_dataset_task.type: expected 'ZeroShotImageClassificationDataset', got "
+                                 f"{self.eval_dataset_task.type!r}")
+        loader = self.eval_dataset.data_loader
+        if loader.type not in LOADER_LAYOUTS:
+            raise RunConfigError(f"eval_dataset.data_loader.type: expected one of {list(LOADER_LAYOUTS)}, got "
+                                 f"{loader.type!r}")
+        if loader.stage not in ("train", "test", "all"):
+            raise RunConfigError(f"eval_dataset.data_loader.stage: expected train, test or all, got {loader.stage!r}")
+        if self.eval_dataset.text_transforms.type != "TokenizerForward":
+            raise RunConfigError(f"eval_dataset.text_transforms.type: expected 'TokenizerForward' (one prompt per "
+                                 f"class and template), got {self.eval_dataset.text_transforms.type!r}")
+        if self.metric.type != "Accuracy":
+            raise RunConfigError(f"metric.type: expected 'Accuracy', got {self.metric.type!r}")
+        zs = self.zero_shot
+        try:
+            resolve_eval_templates(self)
+        except ValueError as err:
+            raise RunConfigError(f"zero_shot.templates: {err}") from None
+        if not zs.topk_accuracy or any(k < 1 for k in zs.topk_accuracy):
+            raise RunConfigError(f"zero_shot.topk_accuracy: expected a list of positive integers, got "
+                                 f"{zs.topk_accuracy!r}")
+        for key in ("text_batch_size", "predict_batch_size"):
+            if zs[key] < 1:
+                raise RunConfigError(f"zero_shot.{key}: expected a positive integer, got {zs[key]!r}")
+        if self.top_k < 1:
+            raise RunConfigError(f"top_k: expected a positive integer, got {self.top_k!r}")
 
 
-def _check_config(config: Dict[str, Any]) -> None:
-    from ms_clip.run_config import RunConfigError, validate
-
-    dataset_config = config["eval_dataset_task"].get("dataset_config")
-    if dataset_config is not None:
-        validate(dataset_config, RUN_CONFIG_SCHEMA["eval_dataset"], "eval_dataset_task.dataset_config",
-                 fill_defaults=False)
-    loader = config["eval_dataset"]["data_loader"]
-    if loader["type"] not in LOADER_LAYOUTS:
-        raise RunConfigError(f"eval_dataset.data_loader.type: expected one of {list(LOADER_LAYOUTS)}, got "
-                             f"{loader['type']!r}")
-    if loader["stage"] not in ("train", "test", "all"):
-        raise RunConfigError(f"eval_dataset.data_loader.stage: expected train, test or all, got {loader['stage']!r}")
-    if config["metric"].get("type") != "Accuracy":
-        raise RunConfigError(f"metric.type: expected 'Accuracy', got {config['metric'].get('type')!r}")
-    zs = config["zero_shot"]
-    try:
-        resolve_eval_templates(config)
-    except ValueError as err:
-        raise RunConfigError(f"zero_shot.templates: {err}") from None
-    ks = zs["topk_accuracy"]
-    if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
-        raise RunConfigError(f"zero_shot.topk_accuracy: expected a list of positive integers, got {ks!r}")
-    if config["top_k"] is not None and config["top_k"] < 1:
-        raise RunConfigError(f"top_k: expected a positive integer, got {config['top_k']!r}")
-
-
-RUN_CONFIG_CHECKS = [_check_config]
+RUN_CONFIG_CLASS = ZeroShotRunConfig
 
 
 # ----------------------------------------------------------------------------- helpers
