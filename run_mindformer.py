@@ -12,9 +12,11 @@ code 1; set MS_CLIP_DEBUG=1 for the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -30,9 +32,12 @@ def str2bool(value: str) -> bool:
 
 
 def bool_or_path(value: str):
+    """--resume_training: True/False (any case, or 1/0, yes/no) or a training checkpoint path."""
     lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
     return value
 
 
@@ -85,7 +90,6 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         "train_dataset.data_loader.dataset_dir": args.train_dataset_dir,
         "eval_dataset.data_loader.dataset_dir": args.eval_dataset_dir,
         "load_checkpoint": args.load_checkpoint,
-        "resume_training": args.resume_training,
         "do_eval": args.do_eval,
         "output_dir": args.output_dir,
         "runner_config.epochs": args.epochs,
@@ -110,20 +114,57 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     apply_overrides(raw, args.options)
     run_mode = raw.get("run_mode") or "train"
     trainer = Trainer(args=raw)
-    if run_mode == "train":
-        result: Any = trainer.train()
-    elif run_mode == "finetune":
-        result = trainer.finetune()
-    elif run_mode == "eval":
-        result = trainer.evaluate()
-    elif run_mode == "predict":
-        result = trainer.predict(input_data=expand_predict_data(args.predict_data),
-                                 batch_size=args.predict_batch_size)
-        logger.info("output result is: %s", result)
-    else:
-        raise ValueError(f"run_mode {run_mode!r} is not supported; use train, finetune, eval or predict")
+    # --resume_training goes to train() as an argument, not into the run config: there it may be a path
+    # (the config's resume_training key takes a boolean); None leaves the config's value.
+    resume = args.resume_training
+    with _output_dir_lock(trainer, run_mode):
+        if run_mode == "train":
+            result: Any = trainer.train(resume_training=resume)
+        elif run_mode == "finetune":
+            result = trainer.finetune(resume_training=resume)
+        elif run_mode == "eval":
+            result = trainer.evaluate()
+        elif run_mode == "predict":
+            result = trainer.predict(input_data=expand_predict_data(args.predict_data),
+                                     batch_size=args.predict_batch_size)
+            logger.info("output result is: %s", result)
+        else:
+            raise ValueError(f"run_mode {run_mode!r} is not supported; use train, finetune, eval or predict")
     print(json.dumps(result, default=str))
     return 0
+
+
+def _output_dir_lock(trainer: Any, run_mode: str):
+    """The output directory's run lock for runs that write there (train, finetune, eval), taken before the
+    model loads so that a second run fails at once. Under msrun the rank is not known yet: train() locks
+    on rank 0 itself."""
+    if run_mode not in ("train", "finetune", "eval") or os.environ.get("MS_WORKER_NUM"):
+        return contextlib.nullcontext()
+    from ms_clip.train.run_lock import lock_output_dir
+
+    return lock_output_dir(trainer.config["output_dir"])
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command line that continues this run: ``argv`` with ``--resume_training True``."""
+    args, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--resume_training":
+            skip = True
+        elif not arg.startswith("--resume_training="):
+            args.append(arg)
+    return shlex.join([sys.executable, argv[0], *args, "--resume_training", "True"])
+
+
+def _report_interrupted(err: Any) -> int:
+    """How a clean stop on SIGTERM/SIGINT ends: what was saved, the command that resumes, the signal's exit code."""
+    print(f"{_process_label()}{err}.", file=sys.stderr)
+    if err.checkpoint:
+        where = " (rerun the msrun job with these script arguments)" if os.environ.get("MS_WORKER_NUM") else ""
+        print(f"resume with: {resume_command(sys.argv)}{where}", file=sys.stderr)
+    return err.exit_code
 
 
 def _process_label() -> str:
@@ -148,8 +189,12 @@ def _user_errors():
 
 if __name__ == "__main__":
     os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings would drown the training log
+    from ms_clip.train.loop import TrainingInterrupted
+
     try:
         sys.exit(main())
+    except TrainingInterrupted as stop:
+        sys.exit(_report_interrupted(stop))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - turned into one readable line below

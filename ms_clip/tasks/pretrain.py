@@ -11,7 +11,7 @@ import logging
 import os
 import string
 from dataclasses import field
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -109,9 +109,6 @@ class PretrainRunConfig(RunConfig):
     metric: RetrievalMetricSection = field(default_factory=RetrievalMetricSection)
     # Ours: where evaluate() writes its results (under output_dir unless absolute).
     save_file: str = "retrieval_results.json"
-
-    trainer_types: ClassVar[Tuple[str, ...]] = ("ContrastiveLanguageImagePretrainTrainer",
-                                                "ConstrastiveLanguageImagePretrainTrainer")
 
     def check(self) -> None:
         super().check()
@@ -211,26 +208,37 @@ def _records(section: Dict[str, Any], records, where: str):
 
 def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel_workers: int = 2,
                    on_bad_image: str = "skip", context_length: int = 77, ks: Sequence[int] = (1, 5, 10),
-                   encoders=None, distributed: Optional[Tuple[int, int]] = None) -> Dict[str, float]:
+                   distributed: Optional[Tuple[int, int]] = None, tokenizer=None) -> Dict[str, float]:
     """CLIP_benchmark retrieval recall of ``model`` on ``records`` (bad images and their captions dropped).
 
+    Features come from ``ms_clip.features`` (the model's compiled encoders); ``tokenizer``: texts ->
+    token ids [N, L], default CLIP's at ``context_length``.
     ``distributed`` = (rank, world_size): each rank encodes a contiguous slice of the images and of the
     captions, the features are all-gathered in order, and every rank computes the same metrics.
     """
     from ms_clip.data.captions import flatten_captions
     from ms_clip.data.pipeline import build_image_dataset
     from ms_clip.distributed import gather_rows
-    from ms_clip.eval.retrieval import encode_images, encode_texts, retrieval_metrics
+    from ms_clip.eval.retrieval import retrieval_metrics
+    from ms_clip.features import clip_tokenizer, encode_images, encode_texts
 
     rank, world_size = distributed or (0, 1)
-    image_encoder, text_encoder = encoders or (None, None)
     width = model.config.projection_dim
     mine = np.array_split(np.arange(len(records)), world_size)[rank]
     image_features, ok = np.zeros((0, width), np.float32), np.zeros(0, bool)
     if len(mine):
-        batches, _ = build_image_dataset(records, batch_size, transform, num_parallel_workers=num_parallel_workers,
+        dataset, _ = build_image_dataset(records, batch_size, transform, num_parallel_workers=num_parallel_workers,
                                          on_bad_image=on_bad_image, indices=mine)
-        image_features, ok = encode_images(model, batches, image_encoder)
+        oks = []
+
+        def pixel_batches():
+            for pixels, readable in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+                oks.append(readable)
+                yield pixels
+
+        # Unpadded: the last batch's features stay bit-identical to what earlier releases reported.
+        image_features = encode_images(model, pixel_batches(), batch_size, pad_last_batch=False)
+        ok = np.concatenate(oks).astype(bool)
     image_features = gather_rows(image_features.astype(np.float32), world_size)
     ok = gather_rows(ok, world_size)
     texts, owners = flatten_captions(records)
@@ -244,8 +252,8 @@ def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel
     my_texts = [kept[i] for i in np.array_split(np.arange(len(kept)), world_size)[rank]]
     text_features = np.zeros((0, width), np.float32)
     if my_texts:
-        text_features = encode_texts(model, my_texts, batch_size=max(batch_size, 64), context_length=context_length,
-                                     encoder=text_encoder)
+        text_features = encode_texts(model, my_texts, tokenizer or clip_tokenizer(context_length),
+                                     batch_size=max(batch_size, 64))
     text_features = gather_rows(text_features.astype(np.float32), world_size)
     return retrieval_metrics(image_features[ok], text_features, remap[owners[keep_text]], ks)
 
@@ -254,16 +262,13 @@ def _eval_setup(model, config: Dict[str, Any], records=None, distributed: Option
     section = config["eval_dataset"]
     records = _records(section, records, "eval_dataset")
     transform = _image_transform(section, model, "eval_dataset")
-    from ms_clip.eval.retrieval import ImageEncoder, TextEncoder
-
-    encoders = (ImageEncoder(model), TextEncoder(model))
     options = {"batch_size": section["batch_size"],
                "num_parallel_workers": min(section["num_parallel_workers"], os.cpu_count() or 1),
                "on_bad_image": section["data_loader"]["on_bad_image"],
                "context_length": section["text_transforms"]["max_length"],
                "ks": tuple((config.get("metric") or {}).get("recall_k") or (1, 5, 10)),
                "distributed": distributed}
-    return lambda: retrieval_eval(model, records, transform, encoders=encoders, **options), records
+    return lambda: retrieval_eval(model, records, transform, **options), records
 
 
 def evaluate(model, config: Dict[str, Any], eval_records=None,
@@ -289,9 +294,9 @@ def evaluate(model, config: Dict[str, Any], eval_records=None,
         return metrics
     path = config.get("save_file") or "retrieval_results.json"
     path = path if os.path.isabs(path) else _output_path(config, path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=1)
+    from ms_clip.fileio import write_json
+
+    write_json(path, metrics, indent=1)
     logger.info("wrote %s", path)
     return metrics
 
@@ -333,15 +338,31 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
     """Train ``model`` as ``config`` says; returns a summary (steps, loss, samples/s, checkpoint, eval metrics).
 
     ``resume_training`` (else ``config['resume_training']``): True for the newest checkpoint under
-    ``output_dir/checkpoint``, or a training checkpoint path. ``distributed``: (rank, world_size)
-    when running data-parallel (rank 0 writes files).
+    ``output_dir/checkpoint``, or a training checkpoint path (new checkpoints still go to this run's
+    ``output_dir``). ``distributed``: (rank, world_size) when running data-parallel (rank 0 writes files
+    and holds the output directory's lock, see ``ms_clip.train.run_lock``).
+
+    Raises ``TrainingInterrupted`` (with the checkpoint's path) when SIGTERM/SIGINT stopped the run.
     """
+    import contextlib
+
+    from ms_clip.train.run_lock import lock_output_dir
+
+    rank, _ = distributed or (0, 1)
+    # Only rank 0 writes outputs, so only rank 0 locks; the lock comes before any file is written.
+    with lock_output_dir(config["output_dir"]) if rank == 0 else contextlib.nullcontext():
+        return _train(model, config, train_records, eval_records, callbacks, resume_training, do_eval, distributed)
+
+
+def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks: Sequence[Any],
+           resume_training: Any, do_eval: Optional[bool], distributed) -> Dict[str, Any]:
 
     from ms_clip.data.pipeline import dataset_options
     from ms_clip.eval.retrieval import format_metrics
     from ms_clip.train.callbacks import MetricsLogger, ProgressBar, attach_log_file
-    from ms_clip.train.checkpoint import CheckpointManager, resolve_resume
-    from ms_clip.train.loop import FitOptions, NonFiniteLossError, StepRunner, TrainState, fit, steps_in_epoch
+    from ms_clip.train.checkpoint import CheckpointManager, remove_temp_files, resolve_resume
+    from ms_clip.train.loop import (FitOptions, NonFiniteLossError, StepRunner, TrainingInterrupted, TrainState, fit,
+                                    past_epoch_end, steps_in_epoch)
     from ms_clip.train.plots import plot_training_curves
     from ms_clip.train.schedule import schedule_from_config
 
@@ -384,6 +405,8 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
                             scaler=_loss_scaler(config, model), lock_image=runner_config["lock_image"],
                             lock_text=runner_config["lock_text"], world_size=world_size, rank=rank)
         manager = CheckpointManager(ckpt["directory"], ckpt["prefix"], int(ckpt["keep_checkpoint_max"]))
+        if is_main:
+            remove_temp_files(manager.directory)  # left by a run killed inside a save (we hold the lock)
         run_info = {"batch_size": options.batch_size, "num_shards": world_size, "seed": options.seed,
                     "num_samples": len(records), "accumulation": options.accumulation}
         state = TrainState(loss_scale=runner.scaler.scale)
@@ -398,7 +421,7 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
                 raise RunConfigError(f"cannot resume from {record['weights_path']}: the data position depends on "
                                      f"settings that changed since (was, now): {changed}")
             manager.restore(record, model, runner.optimizer)
-            state = TrainState(**record["state"])
+            state = past_epoch_end(TrainState(**record["state"]), per_epoch, options.accumulation)
             runner.scaler.scale, runner.scaler.good_steps = state.loss_scale, state.good_steps
             logger.info("resumed from %s: step %d, epoch %d, batch %d of the epoch", record["weights_path"],
                         state.step, state.epoch + 1, state.batch_in_epoch)
@@ -419,8 +442,8 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
             cbs = [ProgressBar(), MetricsLogger(_output_path(config, "metrics.jsonl"), runner_config["log_interval"]),
                    *cbs]
 
-        def save(current: TrainState) -> None:
-            manager.save(model, runner.optimizer.state_dict(), current.to_dict(), run_info)
+        def save(current: TrainState) -> str:
+            return manager.save(model, runner.optimizer.state_dict(), current.to_dict(), run_info)
 
         try:
             state, summary = fit(runner, records, transform, options, state, save, evaluate_fn, cbs)
@@ -430,6 +453,9 @@ def train(model, config: Dict[str, Any], train_records=None, eval_records=None, 
             raise NonFiniteLossError(f"{err}. Training stopped; the last good checkpoint is {where}. Lower "
                                      f"optimizer.learning_rate, enable runner_wrapper.use_clip_grad, or use float32.") \
                 from None
+        except TrainingInterrupted as err:
+            latest = manager.latest() if is_main else None
+            raise err.with_checkpoint(os.path.join(manager.directory, latest["weights"]) if latest else None)
         fingerprints["final"] = rank_fingerprints(runner.model.get_parameters(), world_size)
         _check_same_weights(fingerprints["final"], "after training")
         summary["weight_fingerprints"] = fingerprints

@@ -21,8 +21,10 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -38,14 +40,81 @@ from ms_clip.train.schedule import LRSchedule
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "LossScaler", "TrainState", "StepResult", "StepRunner", "ForwardBackward",
-           "ApplyUpdate", "MAX_LOGIT_SCALE", "FitOptions", "fit", "steps_in_epoch"]
+__all__ = ["NonFiniteLossError", "TrainingInterrupted", "LossScaler", "TrainState", "StepResult", "StepRunner",
+           "ForwardBackward", "ApplyUpdate", "MAX_LOGIT_SCALE", "FitOptions", "fit", "steps_in_epoch", "past_epoch_end"]
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
 class NonFiniteLossError(MsClipError, RuntimeError):
     """The loss or the gradients became NaN/inf and loss scaling cannot absorb it."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped cleanly on SIGTERM/SIGINT after a step, with a checkpoint of that step.
+
+    Not a user error: the CLI prints how to resume and exits with the shell's code for the signal
+    (``exit_code``: 143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Optional[str] = None):
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        super().__init__(self._message())
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    def _message(self) -> str:
+        saved = f"checkpoint {self.checkpoint}" if self.checkpoint else "no checkpoint written (rank != 0)"
+        return f"training stopped by {self.signal_name} after step {self.step}; {saved}"
+
+    def with_checkpoint(self, checkpoint: Optional[str]) -> "TrainingInterrupted":
+        self.checkpoint = checkpoint
+        self.args = (self._message(),)
+        return self
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT handlers for the duration of a training loop: the first signal asks the loop to stop
+    at the next step boundary (and checkpoint); a second one stops at once.
+
+    Installed only in the main thread (Python's rule); the previous handlers come back on ``restore``.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def install(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            # None: a handler installed outside Python, which cannot be reinstated; the default is closest.
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: do not wait for the step
+            self.restore()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        logger.warning("%s received: stopping after the current step with a checkpoint (send it again to stop "
+                       "at once, without one)", signal.Signals(signum).name)
 
 
 class ForwardBackward(nn.Cell):
@@ -175,6 +244,12 @@ class StepRunner:
         self.clip_norm = clip_norm
         self.scaler = scaler or LossScaler()
 
+    def any_rank(self, flag: bool) -> bool:
+        """True if ``flag`` is set on any rank (all ranks must call this at the same step)."""
+        if self.loss_mean is None:
+            return flag
+        return float(self.loss_mean(Tensor(1.0 if flag else 0.0, ms.float32)).asnumpy()) > 0
+
     def __call__(self, micro_batches: Sequence[Tuple[Tensor, Tensor]], step: int) -> StepResult:
         sens = Tensor(self.scaler.scale, ms.float32)
         total, losses = None, []
@@ -239,6 +314,17 @@ def steps_in_epoch(num_samples: int, options: FitOptions) -> int:
     return batches // options.accumulation
 
 
+def past_epoch_end(state: TrainState, per_epoch: int, accumulation: int = 1) -> TrainState:
+    """``state``, with "all of epoch e consumed" written as the start of epoch e + 1.
+
+    A checkpoint written on an epoch's last step (a step-interval save, a stop request) would otherwise
+    hold a data position past the epoch's last batch, from which no batch can be read.
+    """
+    if state.batch_in_epoch < per_epoch * accumulation:
+        return state
+    return replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
+
+
 def fit(runner: StepRunner, records, transform, options: FitOptions, state: TrainState,
         save_checkpoint: Callable[[TrainState], Any], evaluate: Optional[Callable[[], Dict[str, float]]] = None,
         callbacks: Sequence[Any] = ()) -> Tuple[TrainState, Dict[str, Any]]:
@@ -249,6 +335,9 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     ``save_checkpoint(state)`` is called at the configured steps and at every epoch end (rank 0 only);
     ``evaluate()`` at the configured intervals on every rank (a sharded evaluation needs them all), its
     metrics going to the callbacks' ``on_eval_end`` (rank 0 only, like ``on_step_end``).
+
+    SIGTERM/SIGINT (handlers installed for the loop only) stop the loop after the current step: the state is
+    checkpointed and ``TrainingInterrupted`` raised.
     """
     from ms_clip.data.pipeline import build_caption_dataset
     from ms_clip.train.callbacks import call_all
@@ -258,6 +347,7 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
         raise ValueError(f"{records.source}: {len(records)} images give no full optimizer step with batch size "
                          f"{options.batch_size} x {options.num_shards} shard(s) x {options.accumulation} "
                          f"accumulation; lower runner_config.batch_size")
+    state = past_epoch_end(state, per_epoch, options.accumulation)  # (checkpoints of older versions)
     total = per_epoch * options.epochs
     if options.max_steps > 0:
         total = min(total, options.max_steps)
@@ -281,80 +371,99 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
         os.makedirs(os.path.dirname(os.path.abspath(options.samples_path)), exist_ok=True)
         samples_file = open(options.samples_path, "a" if state.step else "w", encoding="utf-8")
 
-    if state.step == 0:
-        run_eval()  # the "before" point of the recall curve
-    done = state.step >= total
-    while state.epoch < options.epochs and not done:
-        dataset, source = build_caption_dataset(
-            records, options.batch_size, transform, seed=options.seed, epoch=state.epoch,
-            start_batch=state.batch_in_epoch, num_shards=options.num_shards, shard_id=options.shard_id,
-            with_index=True, **options.pipeline)
-        pending: List[Tuple[Tensor, Tensor]] = []
-        indices: List[np.ndarray] = []
-        tick = time.perf_counter()
-        meter = InputWaitMeter(dataset.create_tuple_iterator(num_epochs=1))
-        for image, text, index in meter:
-            pending.append((image, text))
-            indices.append(index.asnumpy())
-            if len(pending) < options.accumulation:
-                continue
-            result = runner(pending, state.step)
-            if samples_file is not None:
-                samples_file.write(json.dumps({"epoch": state.epoch, "step": state.step + 1, "rank": options.shard_id,
-                                               "indices": np.concatenate(indices).tolist()}) + "\n")
-                samples_file.flush()
-            pending, indices = [], []
-            state.batch_in_epoch += options.accumulation
-            state.samples_seen += samples_per_step
-            state.loss_scale, state.good_steps = runner.scaler.scale, runner.scaler.good_steps
-            if result.applied:
-                state.step += 1
-            else:
-                state.skipped_steps += 1
-                logger.warning("step skipped: gradients overflowed at loss scale; lowered to %g", runner.scaler.scale)
-            now = time.perf_counter()
-            if state.step > 1 or state.skipped_steps:  # the first step includes graph compilation
-                timed_steps += 1
-                timed_seconds += now - tick
-            rate = samples_per_step / max(now - tick, 1e-9)
-            tick = now
-            info = {"step": state.step, "epoch": state.epoch, "epochs": options.epochs, "total_steps": total,
-                    "loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm,
-                    "logit_scale": float(np.exp(runner.model.logit_scale.asnumpy())),
-                    "loss_scale": result.loss_scale, "applied": result.applied, "samples_per_second": rate}
-            if options.is_main:
-                call_all(callbacks, "on_step_end", info)
-            if result.applied and options.is_main and options.save_every_steps > 0 and \
-                    state.step % options.save_every_steps == 0:
-                save_checkpoint(state)
-                last_saved = state.step
-            if result.applied and options.eval_every_steps > 0 and state.step % options.eval_every_steps == 0:
-                run_eval()
-            if state.step >= total:
-                done = True
+    signals = _StopSignals().install()
+    stopped = False
+    try:
+        if state.step == 0:
+            run_eval()  # the "before" point of the recall curve
+        done = state.step >= total
+        while state.epoch < options.epochs and not done and not stopped:
+            dataset, source = build_caption_dataset(
+                records, options.batch_size, transform, seed=options.seed, epoch=state.epoch,
+                start_batch=state.batch_in_epoch, num_shards=options.num_shards, shard_id=options.shard_id,
+                with_index=True, **options.pipeline)
+            pending: List[Tuple[Tensor, Tensor]] = []
+            indices: List[np.ndarray] = []
+            tick = time.perf_counter()
+            meter = InputWaitMeter(dataset.create_tuple_iterator(num_epochs=1))
+            for image, text, index in meter:
+                pending.append((image, text))
+                indices.append(index.asnumpy())
+                if len(pending) < options.accumulation:
+                    continue
+                result = runner(pending, state.step)
+                if samples_file is not None:
+                    samples_file.write(json.dumps({"epoch": state.epoch, "step": state.step + 1,
+                                                   "rank": options.shard_id,
+                                                   "indices": np.concatenate(indices).tolist()}) + "\n")
+                    samples_file.flush()
+                pending, indices = [], []
+                state.batch_in_epoch += options.accumulation
+                state.samples_seen += samples_per_step
+                state.loss_scale, state.good_steps = runner.scaler.scale, runner.scaler.good_steps
+                if result.applied:
+                    state.step += 1
+                else:
+                    state.skipped_steps += 1
+                    logger.warning("step skipped: gradients overflowed at loss scale; lowered to %g",
+                                   runner.scaler.scale)
+                now = time.perf_counter()
+                if state.step > 1 or state.skipped_steps:  # the first step includes graph compilation
+                    timed_steps += 1
+                    timed_seconds += now - tick
+                rate = samples_per_step / max(now - tick, 1e-9)
+                tick = now
+                info = {"step": state.step, "epoch": state.epoch, "epochs": options.epochs, "total_steps": total,
+                        "loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm,
+                        "logit_scale": float(np.exp(runner.model.logit_scale.asnumpy())),
+                        "loss_scale": result.loss_scale, "applied": result.applied, "samples_per_second": rate}
+                if options.is_main:
+                    call_all(callbacks, "on_step_end", info)
+                if result.applied and options.is_main and options.save_every_steps > 0 and \
+                        state.step % options.save_every_steps == 0:
+                    save_checkpoint(past_epoch_end(state, per_epoch, options.accumulation))
+                    last_saved = state.step
+                if result.applied and options.eval_every_steps > 0 and state.step % options.eval_every_steps == 0:
+                    run_eval()
+                if state.step >= total:
+                    done = True
+                    break
+                # Every rank must leave at the same step (a signal may reach the ranks at different steps).
+                if runner.any_rank(signals.signum is not None):
+                    stopped = True
+                    break
+            input_wait, input_wall = input_wait + meter.wait_seconds, input_wall + meter.wall_seconds
+            bad = len(source.bad.files)
+            if bad:
+                logger.warning("epoch %d: %d bad images were skipped (replaced by the next good image)",
+                               state.epoch + 1, bad)
+            if stopped:
                 break
-        input_wait, input_wall = input_wait + meter.wait_seconds, input_wall + meter.wall_seconds
-        bad = len(source.bad.files)
-        if bad:
-            logger.warning("epoch %d: %d bad images were skipped (replaced by the next good image)", state.epoch + 1, bad)
-        if not done or state.batch_in_epoch >= per_epoch * options.accumulation:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            if options.is_main and state.step != last_saved:
-                save_checkpoint(state)
-                last_saved = state.step
-            if options.eval_every_epochs > 0 and state.epoch % options.eval_every_epochs == 0:
-                run_eval()
-    if options.is_main and state.step != last_saved:
-        save_checkpoint(state)  # max_steps ended the run mid-epoch
-    if samples_file is not None:
-        samples_file.close()
-    info = {**info, "step": state.step, "epoch": state.epoch,
-            "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate,
-            "input_wait_share": input_wait / input_wall if input_wall else 0.0}
+            if not done or state.batch_in_epoch >= per_epoch * options.accumulation:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if options.is_main and state.step != last_saved:
+                    save_checkpoint(state)
+                    last_saved = state.step
+                if options.eval_every_epochs > 0 and state.epoch % options.eval_every_epochs == 0:
+                    run_eval()
+            if not done and runner.any_rank(signals.signum is not None):
+                stopped = True
+        if options.is_main and state.step != last_saved:
+            # max_steps ended the run mid-epoch, or a signal stopped it
+            save_checkpoint(past_epoch_end(state, per_epoch, options.accumulation))
+        info = {**info, "step": state.step, "epoch": state.epoch,
+                "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate,
+                "input_wait_share": input_wait / input_wall if input_wall else 0.0}
+    finally:
+        signals.restore()
+        if samples_file is not None:
+            samples_file.close()
     logger.info("training loop: %.1f%% of %.1f s spent waiting for input data", 100 * info["input_wait_share"],
                 input_wall)
     call_all(callbacks, "on_train_end", info)
+    if stopped:
+        raise TrainingInterrupted(signals.signum if signals.signum is not None else signal.SIGTERM, state.step)
     summary = {k: info.get(k) for k in ("step", "epoch", "total_steps", "loss", "lr", "logit_scale",
                                         "samples_per_second", "input_wait_share")}
     summary["skipped_steps"] = state.skipped_steps
