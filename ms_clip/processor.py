@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ms_clip.constants import CLIP_MEAN, CLIP_STD
 from ms_clip.errors import MsClipError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ __all__ = [
     "CLIPProcessor",
 ]
 
-CLIP_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_URL_TIMEOUT = 10.0
 _EXIF_ORIENTATION = 0x0112
 
