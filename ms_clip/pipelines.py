@@ -9,7 +9,8 @@ Example:
 
 The pipeline is the single-template zero-shot classifier of ``ms_clip.eval.zero_shot`` (one
 ``hypothesis_template``, or a list of templates for prompt ensembling) applied to preprocessed
-images. Class embeddings are computed once per (labels, templates) and kept in memory.
+images, encoded by ``ms_clip.features``. Class embeddings are computed once per (labels,
+templates) and kept in memory.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from PIL import Image
 
-from ms_clip.data.classification import IMAGE_EXTENSIONS
+from ms_clip.constants import IMAGE_EXTENSIONS
 from ms_clip.eval.templates import MINDFORMERS_HYPOTHESIS_TEMPLATE, resolve_templates
-from ms_clip.eval.zero_shot import (DEFAULT_LOGIT_SCALE, build_zero_shot_classifier, check_labels, encode_images,
-                                    zero_shot_scores)
+from ms_clip.eval.zero_shot import DEFAULT_LOGIT_SCALE, build_zero_shot_classifier, check_labels, zero_shot_scores
+from ms_clip.features import encode_images
+from ms_clip.processor import ImageLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,14 @@ def expand_image_inputs(inputs: Any) -> List[Tuple[str, Any]]:
                 out.append((text, text))
         elif hasattr(item, "asnumpy"):  # mindspore.Tensor
             add(item.asnumpy(), name)
+        elif isinstance(item, np.ndarray) and item.size == 0:
+            # Caught here, where the input's name is known; deeper down it is a ZeroDivisionError in the resize.
+            raise ImageLoadError(f"input {name}: empty image array of shape {tuple(item.shape)} (every dimension "
+                                 f"must be > 0)")
         elif isinstance(item, np.ndarray) and item.ndim == 4:
             out.extend((f"{name}[{i}]", img) for i, img in enumerate(item))
+        elif isinstance(item, Image.Image) and 0 in item.size:
+            raise ImageLoadError(f"input {name}: empty image of {item.size[0]}x{item.size[1]} pixels")
         elif isinstance(item, (list, tuple)):
             for i, sub in enumerate(item):
                 add(sub, f"input[{i}]")
@@ -178,8 +187,7 @@ class ZeroShotImageClassificationPipeline:
     def image_features(self, images: Sequence[Any]) -> np.ndarray:
         """Unnormalised image features [N, E] for image-likes (paths, URLs, PIL, arrays)."""
         pixels = np.stack([self.preprocess(img) for img in images])
-        batches = [pixels[i:i + self.batch_size] for i in range(0, len(pixels), self.batch_size)]
-        return encode_images(self.model, batches, min(self.batch_size, len(pixels)))
+        return encode_images(self.model, pixels, self.batch_size)
 
     def __call__(self, inputs: Any, candidate_labels: Optional[Sequence[str]] = None,
                  hypothesis_template: Union[str, Sequence[str], None] = None,

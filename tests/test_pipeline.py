@@ -2,6 +2,8 @@
 
 URL inputs are served by a real HTTP server on 127.0.0.1; image files are real PNG/JPEG files.
 """
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +15,7 @@ from ms_clip import pipeline
 from ms_clip.eval.zero_shot import build_zero_shot_classifier, zero_shot_scores
 from ms_clip.pipelines import ZeroShotImageClassificationPipeline
 from ms_clip.processor import CLIPImageProcessor, ImageLoadError
-from ms_clip.registry import create_model
+from ms_clip import create_model
 
 LABELS = ["sunflower", "tree", "dog", "cat", "toy"]
 
@@ -177,3 +179,18 @@ def test_constructor_errors(model):
         pipeline("zero_shot_image_classification", model=model, candidate_labels=LABELS, backend="torch")
     with pytest.raises(ValueError, match="batch_size"):
         pipeline("zero_shot_image_classification", model=model, candidate_labels=LABELS, batch_size=0)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 40, 3), (40, 0), (7, 9, 0), (0, 32, 32, 3)])
+def test_zero_size_image_array_is_a_one_line_error_naming_it(classifier, shape):
+    """Issue 12 item 15: a zero-size array used to raise ZeroDivisionError from the resize."""
+    with pytest.raises(ImageLoadError, match=r"input\[0\].*empty.*" + re.escape(str(shape))) as err:
+        classifier(np.zeros(shape, np.uint8))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ImageLoadError, match=r"input\[1\].*empty"):  # the culprit, not its neighbour
+        classifier([np.zeros((8, 8, 3), np.uint8), np.zeros(shape, np.uint8)])
+
+
+def test_zero_size_pil_image_is_a_one_line_error(classifier):
+    with pytest.raises(ImageLoadError, match=r"input\[0\].*empty.*0x0"):
+        classifier(Image.new("RGB", (0, 0)))

@@ -1,7 +1,7 @@
 """Zero-shot classification: class embeddings from prompt templates, scores and top-k accuracy.
 
 The classifier follows OpenAI's notebook and open_clip's ``build_zero_shot_classifier``
-(../shared/reference/clip-facts.md §5): for each class, encode every template filled with the
+(open_clip/src/open_clip/zero_shot_classifier.py): for each class, encode every template filled with the
 class name, L2-normalise each prompt embedding, average them, and L2-normalise the mean. The
 result is a weight matrix ``W`` [E, C]; with one template this is MindFormers' single
 ``hypothesis_template`` classifier.
@@ -9,6 +9,8 @@ result is a weight matrix ``W`` [E, C]; with one template this is MindFormers' s
 Building ``W`` for CIFAR-100 x 18 templates costs 1800 text-tower passes, so it is cached on disk,
 keyed by a hash of the text-tower weights, the class names, the templates and the token ids
 (which pins the tokenizer and the context length).
+
+Prompts and images are encoded by ``ms_clip.features`` (batched, compiled once per model).
 """
 from __future__ import annotations
 
@@ -16,19 +18,19 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from mindspore import Tensor, nn
 
-from ms_clip.data.timing import InputWaitMeter
 from ms_clip.eval.templates import resolve_templates
+from ms_clip.features import as_tokenizer, encode_token_ids, l2_normalize
+from ms_clip.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_zero_shot_classifier", "tokenize_prompts", "classifier_cache_key", "default_cache_dir",
            "zero_shot_scores", "topk_predictions", "topk_correct", "accuracy", "per_class_accuracy",
-           "encode_images", "DEFAULT_LOGIT_SCALE", "check_labels"]
+           "DEFAULT_LOGIT_SCALE", "check_labels"]
 
 # Scores are softmax(100 * cosine). 100 is exp(logit_scale) of every released CLIP checkpoint
 # (training clamps logit_scale at ln 100 and all of them reach the clamp) and the constant used
@@ -66,24 +68,9 @@ def check_labels(labels: Sequence[str], what: str = "candidate_labels") -> List[
 
 
 def tokenize_prompts(texts: Sequence[str], tokenizer: Tokenizer = None, context_length: int = 77) -> np.ndarray:
-    """Token ids int32 [N, context_length] from ``ms_clip.tokenizer.tokenize`` (default), a
-    ``CLIPTokenizer`` (MindFormers-style ``__call__`` returning ``input_ids``) or any callable
-    returning an array/tensor of ids (e.g. open_clip's tokenizer)."""
-    if tokenizer is None:
-        from ms_clip.tokenizer import tokenize
-
-        return tokenize(list(texts), context_length=context_length)
-    if hasattr(tokenizer, "encode_text"):  # ms_clip CLIPTokenizer
-        out = tokenizer(list(texts), max_length=context_length, padding="max_length", truncation=True,
-                        return_tensors="np")
-        ids = out["input_ids"]
-    else:
-        ids = tokenizer(list(texts))
-        if isinstance(ids, dict):
-            ids = ids["input_ids"]
-    ids = ids.numpy() if hasattr(ids, "numpy") and not isinstance(ids, np.ndarray) else ids
-    ids = ids.asnumpy() if hasattr(ids, "asnumpy") else ids
-    return np.asarray(ids, dtype=np.int32)
+    """Token ids int32 [N, L] of ``texts`` from CLIP's tokenizer (None), a ``CLIPTokenizer`` or any
+    callable returning ids (e.g. open_clip's tokenizer); see ``ms_clip.features.as_tokenizer``."""
+    return as_tokenizer(tokenizer, context_length)(texts)
 
 
 def _text_parameters(model) -> List[Tuple[str, np.ndarray]]:
@@ -131,73 +118,16 @@ def _read_cache(path: str, shape: Tuple[int, int]) -> Optional[np.ndarray]:
 
 
 def _write_cache(path: str, weights: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, weights)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
-
-
-class _TextEncoder(nn.Cell):
-    """The text tower as its own Cell, so GRAPH_MODE compiles it (once per batch shape).
-
-    ``auto_prefix=False`` keeps the wrapped model's parameter names unchanged.
-    """
-
-    def __init__(self, clip):
-        super().__init__(auto_prefix=False)
-        self.clip = clip
-
-    def construct(self, input_ids):
-        return self.clip.get_text_features(input_ids)
-
-
-class _ImageEncoder(nn.Cell):
-    """The image tower as its own Cell (see ``_TextEncoder``)."""
-
-    def __init__(self, clip):
-        super().__init__(auto_prefix=False)
-        self.clip = clip
-
-    def construct(self, pixel_values):
-        return self.clip.get_image_features(pixel_values)
-
-
-def _encoder(model, kind: str) -> nn.Cell:
-    """The model's text or image encoder Cell, created once per model and kept on it, so repeated
-    calls (pipeline calls, evaluate after predict) reuse the compiled graphs.
-
-    ``object.__setattr__`` stores the dict without registering the encoders as sub-cells of the
-    model (which would rename and duplicate its parameters); the cycle model -> encoder -> model
-    is ordinary garbage for the collector once the model is dropped.
-    """
-    cells = model.__dict__.get("_zero_shot_encoders")
-    if cells is None:
-        cells = {}
-        object.__setattr__(model, "_zero_shot_encoders", cells)
-    if kind not in cells:
-        cells[kind] = (_TextEncoder if kind == "text" else _ImageEncoder)(model)
-    return cells[kind]
-
-
-def _run_batches(encoder, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
-    """Encode fixed-size batches: the last one is padded so GRAPH_MODE never recompiles for it."""
-    outs = []
-    meter = InputWaitMeter(batches)
-    for batch in meter:
-        n = len(batch)
-        if n < batch_size:
-            pad = np.repeat(batch[-1:], batch_size - n, axis=0)
-            batch = np.concatenate([batch, pad])
-        outs.append(encoder(Tensor(batch)).asnumpy()[:n])
-    if meter.items:
-        logger.info("encoded %d batches in %.1f s; %.1f%% of it waiting for input data",
-                    meter.items, meter.wall_seconds, 100 * meter.share)
-    return np.concatenate(outs).astype(np.float32)
-
-
-def _l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+    # Atomic, so a concurrent reader never sees half a file. The cache only saves time: a directory
+    # that cannot be written (read-only MS_CLIP_HOME, full disk) costs a warning, not the evaluation.
+    try:
+        with atomic_write(path, "wb") as f:
+            np.save(f, weights)
+    except OSError as err:
+        logger.warning("could not cache the zero-shot classifier at %s (%s); continuing without the cache",
+                       path, err)
+        return
+    logger.info("zero-shot classifier cached at %s", path)
 
 
 def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Union[str, Sequence[str]] = "openai",
@@ -241,24 +171,14 @@ def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Unio
             logger.info("zero-shot classifier (%d classes x %d templates) loaded from cache %s", num_c, num_t, path)
             return cached
 
-    encoder = _encoder(model, "text")
-    chunks = [token_ids[i:i + batch_size] for i in range(0, len(token_ids), batch_size)]
-    if use_tqdm:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc=f"class embeddings ({num_c} classes x {num_t} templates)", unit="batch")
-    features = _run_batches(encoder, chunks, min(batch_size, len(token_ids)))
-    per_prompt = _l2_normalize(features).reshape(num_c, num_t, -1)
-    weights = _l2_normalize(per_prompt.mean(axis=1)).T.astype(np.float32)  # [E, C]
+    progress = f"class embeddings ({num_c} classes x {num_t} templates)" if use_tqdm else None
+    features = encode_token_ids(model, token_ids, batch_size, progress=progress)
+    # Normalised per prompt before the mean (open_clip's order), in float64.
+    per_prompt = l2_normalize(features).reshape(num_c, num_t, -1)
+    weights = l2_normalize(per_prompt.mean(axis=1)).T.astype(np.float32)  # [E, C]
     if path is not None:
         _write_cache(path, weights)
-        logger.info("zero-shot classifier cached at %s", path)
     return weights
-
-
-def encode_images(model, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
-    """Unnormalised image features float32 [N, E] for an iterable of pixel batches [b, 3, H, W]."""
-    return _run_batches(_encoder(model, "image"), batches, batch_size)
 
 
 def zero_shot_scores(image_features: np.ndarray, classifier: np.ndarray,
@@ -268,7 +188,7 @@ def zero_shot_scores(image_features: np.ndarray, classifier: np.ndarray,
     ``image_features`` need not be normalised; ``classifier`` is ``build_zero_shot_classifier``'s
     [E, C]. See ``DEFAULT_LOGIT_SCALE`` for why the scale is 100.
     """
-    feats = _l2_normalize(image_features)
+    feats = l2_normalize(image_features)
     classifier = np.asarray(classifier, dtype=np.float64)
     if feats.ndim != 2 or classifier.ndim != 2 or feats.shape[1] != classifier.shape[0]:
         raise ValueError(f"image_features [N, E] and classifier [E, C] do not fit: {list(feats.shape)} vs "

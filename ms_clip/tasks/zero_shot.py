@@ -16,6 +16,7 @@ Differences from MindFormers, on purpose:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -29,7 +30,9 @@ from ms_clip.data.classification import (DatasetError, build_classification_data
 from ms_clip.eval.templates import resolve_templates
 from ms_clip.run_config import DatasetSection, RunConfig, RunConfigError, Section, section
 from ms_clip.eval.zero_shot import (DEFAULT_LOGIT_SCALE, accuracy, build_zero_shot_classifier, check_labels,
-                                    encode_images, per_class_accuracy, zero_shot_scores)
+                                    per_class_accuracy, zero_shot_scores)
+from ms_clip.features import encode_images
+from ms_clip.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -179,10 +182,9 @@ def _output_path(config: Dict[str, Any], name: str) -> str:
 
 
 def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    # Bytes, so the file holds exactly ``text`` (no newline translation) and appears only when complete.
+    with atomic_write(path, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def _layout(config: Dict[str, Any]) -> str:
@@ -293,11 +295,11 @@ def evaluate(model, config: Dict[str, Any]) -> Dict[str, Any]:
     _write_text(metrics_path, json.dumps({**result, "dataset": data.source, "split": loader["stage"],
                                           "templates": list(templates), "per_class": per_class}, indent=2) + "\n")
     csv_path = _output_path(config, zs["per_class_file"])
-    with open(csv_path + ".tmp", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(per_class[0]))
-        writer.writeheader()
-        writer.writerows(per_class)
-    os.replace(csv_path + ".tmp", csv_path)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(per_class[0]))
+    writer.writeheader()
+    writer.writerows(per_class)
+    _write_text(csv_path, table.getvalue())
     logger.info("zero-shot metrics written to %s and %s", metrics_path, csv_path)
     return result
 
