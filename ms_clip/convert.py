@@ -132,29 +132,18 @@ def _unwrap_state_dict(obj: Any, path: str) -> Mapping[str, Any]:
 
 
 def _read_torch_file(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str], str]:
-    torch = _import_torch(path)
-    if _is_torchscript_zip(path):
-        # OpenAI's released .pt files are TorchScript archives: torch.load(weights_only=True) refuses
-        # them and a restricted unpickler cannot rebuild their __torch__.* module objects. torch.jit.load
-        # is therefore the one place where a checkpoint's own (TorchScript) code is deserialised. It is
-        # only compiled, never run here, and we keep nothing but the tensors of state_dict(). Only load
-        # archives you trust (the hub verifies OpenAI's files by sha256 before they get here).
-        try:
-            with warnings.catch_warnings():  # torch >= 2.9 marks torch.jit as deprecated; the archives remain
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(path, map_location="cpu")
-        except Exception as err:  # torch raises RuntimeError subclasses with long C++ traces
-            raise ConvertError(f"{path}: not a loadable TorchScript archive ({str(err).splitlines()[0]})") from None
-        tensors, dtypes = _torch_to_numpy(module.state_dict(), path)
-        return tensors, dtypes, "openai-torchscript"
+    # OpenAI's TorchScript archives and torch.save zip files are read by ms_clip.torchfile: data.pkl
+    # through a restricted unpickler (tensor storages from the zip, __torch__ modules as inert holders),
+    # so no torch is needed and nothing in the file runs: no torch.jit.load (it runs an archive's
+    # __setstate__ code), no unrestricted pickle. Only the legacy non-zip format still uses torch.load
+    # (weights_only=True).
+    from ms_clip.torchfile import TorchFileError, read_torch_checkpoint
+    from ms_clip.safe_pickle import UnsafePickleError
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConvertError(f"{path}: cannot read as a PyTorch checkpoint with weights_only=True "
-                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); it is corrupt, "
-                           f"truncated or holds pickled objects other than tensors") from None
-    tensors, dtypes = _torch_to_numpy(_unwrap_state_dict(obj, path), path)
-    return tensors, dtypes, "state-dict"
+        return read_torch_checkpoint(path)
+    except (TorchFileError, UnsafePickleError) as err:
+        raise ConvertError(str(err)) from None
 
 
 def _read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:

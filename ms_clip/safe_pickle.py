@@ -29,7 +29,8 @@ import numpy as np
 
 from ms_clip.errors import MsClipError
 
-__all__ = ["UnsafePickleError", "RestrictedUnpickler", "NumpyUnpickler", "numpy_globals", "safe_load", "safe_loads"]
+__all__ = ["UnsafePickleError", "RestrictedUnpickler", "NumpyUnpickler", "numpy_globals", "safe_load", "safe_loads",
+           "container_globals"]
 
 
 class UnsafePickleError(MsClipError, ValueError):
@@ -85,6 +86,11 @@ _BUILTIN_GLOBALS: Dict[Tuple[str, str], Any] = {
 }
 
 
+def container_globals() -> Dict[Tuple[str, str], Any]:
+    """Globals of plain containers and bytes that any data pickle may reference (a copy, to extend)."""
+    return dict(_BUILTIN_GLOBALS)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves globals only from ``allowed``; anything else raises :class:`UnsafePickleError`.
 
@@ -138,7 +144,7 @@ class NumpyUnpickler(RestrictedUnpickler):
     """Data pickles: dicts, lists, tuples, sets, str/bytes, numbers, numpy arrays, dtypes and scalars."""
 
     def __init__(self, file: BinaryIO, *, source: str, what: str, encoding: str = "ASCII"):
-        allowed = dict(_BUILTIN_GLOBALS)
+        allowed = container_globals()
         allowed.update(numpy_globals())
         super().__init__(file, source=source, allowed=allowed, what=what, encoding=encoding)
 

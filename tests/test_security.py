@@ -141,3 +141,281 @@ def test_numpy1_pickles_load(protocol):
 def test_real_layout_cifar_still_loads(cifar_root):
     data = load_cifar100(cifar_root, "test")
     assert data.classnames == ["apple", "aquarium fish"] and data.images.shape == (4, 32, 32, 3)
+
+
+# ----------------------------------------------------------------------------- 2. PyTorch checkpoints
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _convert_error(path: str):
+    from ms_clip.convert import ConvertError, read_source
+
+    with pytest.raises(ConvertError) as info:
+        read_source(path)
+    return _one_line(info.value)
+
+
+def _jit_state(path: str):
+    import warnings
+
+    torch = _torch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(path, map_location="cpu").state_dict()
+
+
+def _assert_bit_identical(ours, dtypes, reference) -> None:
+    """Same names in the same order, same dtype names, and the exact bytes of tensor.float() (ints as stored)."""
+    assert list(ours) == list(reference)
+    for name, ref in reference.items():
+        ref = ref.detach()
+        expected = ref.float().numpy() if ref.is_floating_point() else ref.numpy()
+        got = ours[name]
+        assert got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert got.tobytes() == expected.tobytes(), name
+        assert dtypes[name] == str(ref.dtype).replace("torch.", ""), name
+
+
+@pytest.fixture(scope="module")
+def openai_archives(tmp_path_factory):
+    """OpenAI-architecture CLIPs traced and saved by torch.jit (fp32 and OpenAI's fp16 release form)."""
+    _torch()
+    import _helpers_parity as H
+
+    directory = tmp_path_factory.mktemp("openai")
+    paths = {}
+    for seed, half in ((1, False), (2, True)):
+        paths[half] = str(directory / f"ViT-{'fp16' if half else 'fp32'}.pt")
+        H.save_torchscript(H.build_openai(H.TINY, seed), H.TINY, paths[half], half=half)
+    return paths
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
+def test_torchscript_archive_reads_bit_identical_to_jit_load(openai_archives, half):
+    from ms_clip.torchfile import read_torch_checkpoint
+
+    path = openai_archives[half]
+    tensors, dtypes, fmt = read_torch_checkpoint(path)
+    assert fmt == "openai-torchscript"
+    reference = _jit_state(path)
+    _assert_bit_identical(tensors, dtypes, reference)
+    assert {"visual.conv1.weight", "transformer.resblocks.0.attn.in_proj_weight", "input_resolution",
+            "context_length", "vocab_size"} <= set(tensors)
+    assert (dtypes["visual.conv1.weight"] == "float16") == half and dtypes["logit_scale"] == "float32"
+    assert int(tensors["input_resolution"]) == 32 and tensors["vocab_size"].dtype == np.int64
+
+
+def test_torch_files_read_without_torch(openai_archives, tmp_path):
+    """Neither a TorchScript archive nor a torch.save zip needs torch (a subprocess where import torch fails)."""
+    import subprocess
+    import sys
+
+    torch = _torch()
+    state_path = str(tmp_path / "open_clip.pt")
+    torch.save({"w": torch.arange(6.0).reshape(2, 3).t(), "h": torch.ones(3).half()}, state_path)
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np\n"
+            "from ms_clip.torchfile import read_torch_checkpoint\n"
+            f"t, d, f = read_torch_checkpoint({openai_archives[True]!r})\n"
+            "print(f, len(t), d['visual.conv1.weight'])\n"
+            f"t, d, f = read_torch_checkpoint({state_path!r})\n"
+            "print(f, t['w'].tolist(), d['h'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == f"openai-torchscript {len(_jit_state(openai_archives[True]))} float16"
+    assert lines[1] == "state-dict [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]] float16"
+
+
+def test_views_offsets_shared_storages_and_16_bit_floats(tmp_path):
+    from ms_clip.torchfile import read_torch_checkpoint
+
+    torch = _torch()
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 8, generator=gen)
+    bf16 = torch.randn(4, 5, generator=gen).to(torch.bfloat16)
+    tagged = torch.randn(3, generator=gen)
+    tagged.note = "python attribute"  # torch.save wraps such tensors in _rebuild_from_type_v2
+    state = {
+        "base": base,
+        "rows": base[2:5],  # offset into the shared storage
+        "cols": base[:, 1:7:2],  # strided
+        "t": base.t(),  # transposed
+        "expanded": torch.randn(1, 4, generator=gen).expand(3, 4),  # stride 0
+        "bf16": bf16, "bf16_view": bf16[1:, ::2],
+        "fp16": torch.randn(7, generator=gen).half(), "fp64": torch.randn(2, 2, generator=gen).double(),
+        "int64": torch.arange(5), "int32": torch.arange(4, dtype=torch.int32), "bool": torch.tensor([True, False]),
+        "uint8": torch.arange(3, dtype=torch.uint8), "uint16": torch.tensor([1, 65535]).to(torch.uint16),
+        "scalar": torch.tensor(2.5), "empty": torch.empty(0, 3),
+        "param": torch.nn.Parameter(torch.randn(2, 2, generator=gen)), "tagged": tagged,
+    }
+    path = str(tmp_path / "views.pt")
+    torch.save(state, path)
+    tensors, dtypes, fmt = read_torch_checkpoint(path)
+    assert fmt == "state-dict"
+    _assert_bit_identical(tensors, dtypes, torch.load(path, weights_only=True))
+    np.testing.assert_array_equal(tensors["rows"], tensors["base"][2:5])
+    np.testing.assert_array_equal(tensors["t"], tensors["base"].T)
+    assert dtypes["bf16"] == "bfloat16" and tensors["bf16"].dtype == np.float32
+    assert dtypes["uint16"] == "uint16" and tensors["uint16"].tolist() == [1, 65535]
+
+
+def test_training_checkpoint_wrappers_are_removed(tmp_path):
+    from ms_clip.torchfile import read_torch_checkpoint
+
+    torch = _torch()
+    path = str(tmp_path / "epoch_3.pt")
+    torch.save({"epoch": 3, "name": "run", "state_dict": {"module.a": torch.ones(2), "module.b": torch.zeros(1)}},
+               path)
+    tensors, _, _ = read_torch_checkpoint(path)
+    assert sorted(tensors) == ["a", "b"]
+
+
+def _zip_with(src: str, dst: str, replace) -> None:
+    """Copy a PyTorch zip, passing each entry's bytes through replace(name, data)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, replace(info.filename, zin.read(info.filename)))
+
+
+def test_torch_save_reduce_payload_is_refused(tmp_path):
+    torch = _torch()
+    marker = str(tmp_path / "marker")
+    path = str(tmp_path / "evil.pt")
+    torch.save({"visual.conv1.weight": torch.zeros(1), "x": _WritesMarker(marker)}, path)
+    message = _convert_error(path)
+    assert path in message and "'builtins.exec'" in message
+    assert not os.path.exists(marker)
+
+
+def test_torchscript_data_pkl_reduce_payload_is_refused(openai_archives, tmp_path):
+    marker = str(tmp_path / "marker")
+    blob = pickle.dumps(_WritesMarker(marker), protocol=2)
+    _assert_payload_is_live(blob, marker)
+    path = str(tmp_path / "ViT-evil.pt")
+    _zip_with(openai_archives[False], path, lambda name, data: blob if name.endswith("/data.pkl") else data)
+    message = _convert_error(path)
+    assert path in message and "'builtins.exec'" in message
+    assert not os.path.exists(marker)
+
+
+_EVIL_SCRIPT = r'''
+import sys, warnings
+from typing import Tuple
+import torch
+warnings.simplefilter("ignore")
+
+class Evil(torch.nn.Module):
+    """Its TorchScript __setstate__ creates a file (torch.from_file(..., shared=True)) on torch.jit.load."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(2))
+        self.path = marker
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[torch.Tensor, str, bool]:
+        return (self.weight, self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[torch.Tensor, str, bool]) -> None:
+        self.weight = state[0]
+        self.path = state[1]
+        created = torch.from_file(state[1], shared=True, size=16, dtype=torch.uint8)
+        self.training = state[2] and created.numel() > 0
+
+    def forward(self, x):
+        return x * self.weight
+
+class Root(torch.nn.Module):
+    def __init__(self, marker: str):
+        super().__init__()
+        self.evil = Evil(marker)
+        self.proj = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.proj(self.evil(x))
+
+if sys.argv[1] == "save":
+    torch.jit.save(torch.jit.script(Root(sys.argv[3])), sys.argv[2])
+else:
+    torch.jit.load(sys.argv[2])
+'''
+
+
+def test_torchscript_setstate_payload_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    _torch()
+    marker = str(tmp_path / "marker")
+    path = str(tmp_path / "evil_script.pt")
+    script = tmp_path / "evil.py"
+    script.write_text(_EVIL_SCRIPT)
+    subprocess.run([sys.executable, str(script), "save", path, marker], check=True, timeout=300)
+    assert not os.path.exists(marker)
+    # what the converter did before: torch.jit.load runs the archive's __setstate__, which creates the marker
+    subprocess.run([sys.executable, str(script), "load", path], check=True, timeout=300)
+    assert os.path.exists(marker)
+    os.remove(marker)
+
+    message = _convert_error(path)
+    assert path in message and "'__torch__.Evil'" in message and "__setstate__" in message
+    assert not os.path.exists(marker)
+
+
+def _fake_torchscript_pickle(state) -> bytes:
+    """data.pkl for a __torch__ object whose pickled state is not an attribute dict (what a TorchScript
+    __getstate__ returns), written with pickle's own NEWOBJ + BUILD opcodes."""
+    import copyreg
+    import sys
+    import types
+
+    module = types.ModuleType("__torch__")
+    cls = type("Fake", (), {"__module__": "__torch__",
+                            "__reduce_ex__": lambda self, proto: (copyreg.__newobj__, (type(self),), state)})
+    module.Fake = cls
+    sys.modules["__torch__"] = module
+    try:
+        return pickle.dumps(cls(), protocol=2)
+    finally:
+        del sys.modules["__torch__"]
+
+
+def test_torchscript_object_with_opaque_state_is_refused(openai_archives, tmp_path):
+    blob = _fake_torchscript_pickle(("opaque", 1))
+    path = str(tmp_path / "ViT-opaque.pt")
+    _zip_with(openai_archives[False], path, lambda name, data: blob if name.endswith("/data.pkl") else data)
+    message = _convert_error(path)
+    assert path in message and "'__torch__.Fake'" in message and "tuple" in message
+
+
+def test_torch_save_file_may_not_hold_torchscript_objects(tmp_path):
+    torch = _torch()
+    path = str(tmp_path / "state.pt")
+    torch.save({"a": torch.ones(1)}, path)
+    blob = _fake_torchscript_pickle({"a": 1})
+    _zip_with(path, str(tmp_path / "odd.pt"), lambda name, data: blob if name.endswith("/data.pkl") else data)
+    assert "'__torch__.Fake'" in _convert_error(str(tmp_path / "odd.pt"))
+
+
+def test_out_of_bounds_view_and_truncated_storage_are_refused(tmp_path):
+    torch = _torch()
+    path = str(tmp_path / "state.pt")
+    torch.save({"w": torch.zeros(77)}, path)
+    # size (77,) -> (99,): a view past the end of its 77-element storage must not read foreign memory
+    def grow(name, data):
+        if not name.endswith("/data.pkl"):
+            return data
+        at = data.rindex(b"K\x4d")
+        return data[:at] + b"K\x63" + data[at + 2:]
+
+    _zip_with(path, str(tmp_path / "oob.pt"), grow)
+    assert "reaches element 98 of a storage of 77" in _convert_error(str(tmp_path / "oob.pt"))
+    _zip_with(path, str(tmp_path / "short.pt"), lambda name, data: data[:-4] if "/data/" in name else data)
+    assert "truncated" in _convert_error(str(tmp_path / "short.pt"))
