@@ -3,8 +3,10 @@
 Public API (explicit, no star re-exports). Heavy submodules (training, pipelines) are imported
 lazily so ``import ms_clip`` stays fast and never needs torch.
 """
+from ms_clip.errors import MsClipError
 from ms_clip.models import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, ConfigError, clip_logits
-from ms_clip.registry import create_model, list_models
+# Importing the loader registers it with the models (their from_pretrained / checkpoint_name_or_path use it).
+from ms_clip.loader import create_model, from_pretrained, list_models
 
 __version__ = "0.1.0"
 
@@ -23,8 +25,8 @@ _LAZY = {
     "convert_weight": "ms_clip.convert",
 }
 
-__all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "clip_logits",
-           "create_model", "list_models", *_LAZY]
+__all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "MsClipError",
+           "clip_logits", "create_model", "from_pretrained", "list_models", *_LAZY]
 
 
 def __getattr__(name):

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from ms_clip.errors import MsClipError
-from ms_clip.models.config import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from ms_clip.fileio import sha256_file
+from ms_clip.models import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, model_class_for
+from ms_clip.models.base import StrictConfig
+from ms_clip.registry import load_config, save_config
+from ms_clip.weights import WeightsError, assign_weights, read_checkpoint, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +78,6 @@ class ConvertResult:
     saved_dtypes: Dict[str, int]
     num_tensors: int
     dropped_keys: List[str]
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- readers
@@ -187,8 +182,6 @@ def _read_safetensors_bf16(path: str, names: List[str]) -> Dict[str, np.ndarray]
 
 
 def _read_mindspore(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-    from ms_clip.weights import WeightsError, read_checkpoint
-
     try:
         raw = read_checkpoint(path)
     except WeightsError as err:
@@ -345,10 +338,23 @@ def _require(tensors: Mapping[str, np.ndarray], name: str, path: str) -> np.ndar
     return tensors[name]
 
 
-def _num_layers(tensors: Mapping[str, np.ndarray], prefix: str) -> int:
+# Sanity bound on inferred depth: the deepest released CLIP tower has 48 blocks (ViT-bigG/14). A file
+# with a key like `transformer.resblocks.99999999.*` must not make us build a 1e8-layer model.
+MAX_LAYERS = 256
+
+
+def _num_layers(tensors: Mapping[str, np.ndarray], prefix: str, path: str = "source") -> int:
+    """Number of blocks under ``prefix``; the indices must be exactly 0..n-1 and n <= MAX_LAYERS."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    indices = {int(m.group(1)) for m in (pattern.match(k) for k in tensors) if m}
-    return max(indices) + 1 if indices else 0
+    indices = sorted({int(m.group(1)) for m in (pattern.match(k) for k in tensors) if m})
+    if not indices:
+        return 0
+    if indices[-1] >= MAX_LAYERS or indices != list(range(len(indices))):
+        gaps = sorted(set(range(min(indices[-1] + 1, MAX_LAYERS))) - set(indices))[:5]
+        raise ConvertError(f"{path}: block indices under '{prefix}' are not 0..n-1 with n <= {MAX_LAYERS} "
+                           f"(found {len(indices)} blocks, largest index {indices[-1]}"
+                           f"{', missing ' + str(gaps) if gaps else ''}); the file is corrupt or not a CLIP checkpoint")
+    return len(indices)
 
 
 def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
@@ -377,7 +383,7 @@ def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
     hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
     text = CLIPTextConfig(
         vocab_size=vocab, hidden_size=text_width, intermediate_size=text_mlp,
-        num_hidden_layers=_num_layers(t, "transformer.resblocks."),
+        num_hidden_layers=_num_layers(t, "transformer.resblocks.", path),
         num_attention_heads=hf_text.get("num_attention_heads", max(text_width // 64, 1)),
         max_position_embeddings=context,
         hidden_act=hf_text.get("hidden_act", "quick_gelu"),
@@ -385,7 +391,7 @@ def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
     )
     vision = CLIPVisionConfig(
         hidden_size=vis_width, intermediate_size=vis_mlp,
-        num_hidden_layers=_num_layers(t, "visual.transformer.resblocks."),
+        num_hidden_layers=_num_layers(t, "visual.transformer.resblocks.", path),
         num_attention_heads=hf_vision.get("num_attention_heads", max(vis_width // 64, 1)),
         image_size=grid * patch, patch_size=patch, num_channels=channels,
         hidden_act=hf_vision.get("hidden_act", "quick_gelu"),
@@ -400,11 +406,9 @@ def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
 # ----------------------------------------------------------------------------- conversion
 
 
-def _coerce_config(config: Union[CLIPConfig, str, None]) -> Optional[CLIPConfig]:
-    if config is None or isinstance(config, CLIPConfig):
+def _coerce_config(config: Union[StrictConfig, str, None]) -> Optional[StrictConfig]:
+    if config is None or isinstance(config, StrictConfig):
         return config
-    from ms_clip.registry import load_config
-
     return load_config(config)
 
 
@@ -436,10 +440,6 @@ def convert_weight(source_path: str, output_path: str, keep_dtype: bool = False,
     Example:
         >>> convert_weight("ViT-B-32.pt", "clip_vit_b_32.ckpt").sha256
     """
-    from ms_clip.models.clip import CLIPModel
-    from ms_clip.registry import save_config
-    from ms_clip.weights import WeightsError, assign_weights, save_weights
-
     source_path, output_path = os.fspath(source_path), os.fspath(output_path)
     if not output_path.endswith(".ckpt"):
         output_path += ".ckpt"
@@ -447,7 +447,7 @@ def convert_weight(source_path: str, output_path: str, keep_dtype: bool = False,
     cfg = _coerce_config(config) or infer_config(source, source_path)
     # Strict fit against a real model: unused keys, unfilled parameters and shapes are all checked here,
     # before anything is written, so a wrong file can never become a checkpoint with random holes.
-    model = CLIPModel(cfg)
+    model = model_class_for(cfg)(cfg)
     try:
         assign_weights(model, source.tensors, source=source_path)
     except WeightsError as err:

@@ -8,6 +8,7 @@ temporary file is removed on any error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -17,7 +18,7 @@ import yaml
 
 from ms_clip.errors import MsClipError
 
-__all__ = ["YamlError", "read_yaml", "atomic_write", "atomic_path", "write_yaml", "write_json", "TMP_PREFIX"]
+__all__ = ["YamlError", "read_yaml", "atomic_write", "atomic_path", "write_yaml", "write_json", "sha256_file", "TMP_PREFIX"]
 
 # Temporary files start with this, so a cleanup pass can find the leftovers of killed writers.
 TMP_PREFIX = ".tmp-"
@@ -93,3 +94,12 @@ def write_json(path: str, data: Any, indent: int = 2) -> str:
     with atomic_write(path) as f:
         json.dump(data, f, indent=indent, ensure_ascii=False)
     return os.fspath(path)
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

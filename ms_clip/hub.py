@@ -14,6 +14,7 @@ The download base can be redirected (mirrors, tests) with ``MS_CLIP_DOWNLOAD_BAS
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -21,10 +22,12 @@ import socket
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 from ms_clip.errors import MsClipError
-from ms_clip.convert import sha256_file
+from ms_clip.convert import convert_weight
+from ms_clip.fileio import sha256_file
+from ms_clip.registry import canonical_name, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,6 @@ def register_pretrained(name: str, *, sha256: Optional[str] = None, filename: Op
     converted), or ``package_file``: a converted .ckpt shipped inside ms_clip (path relative to the
     package, its ``.yaml`` beside it).
     """
-    from ms_clip.registry import canonical_name
-
     name = canonical_name(name)
     if package_file:
         PRETRAINED[name] = {"package_file": package_file}
@@ -87,24 +88,43 @@ def _source_url(entry: Dict[str, str], base_url: Optional[str]) -> str:
     return f"{base}/{entry['sha256']}/{entry['filename']}"
 
 
-def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0) -> str:
+def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0, *, max_bytes: Optional[int] = None,
+                 deadline_s: Optional[float] = None) -> str:
     """Download ``url`` to ``dest`` via a temp file in the same directory; verify sha256; rename into place.
 
     On a hash mismatch or any error the partial file is removed, so ``dest`` exists only when verified.
+    The transfer is bounded (``ms_clip.net.fetch``): ``timeout`` per read, ``deadline_s`` in total
+    (default ``MS_CLIP_DOWNLOAD_DEADLINE_S`` or 3600 s) and ``max_bytes`` (default
+    ``MS_CLIP_DOWNLOAD_MAX_BYTES`` or 4 GiB; a response larger than its own Content-Length is cut there
+    anyway); exceeding either raises HubError naming the URL and the limit. HTTP and connection errors
+    are raised as urllib raises them.
     """
     from tqdm import tqdm
+
+    from ms_clip.net import WEIGHTS_DEADLINE_S, WEIGHTS_MAX_BYTES, DownloadLimitError, fetch, limit_from_env
 
     directory = os.path.dirname(os.path.abspath(dest))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=directory)
+    os.close(fd)  # fetch writes the path itself
+    bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(dest))
+
+    def progress(received: int, total: Optional[int]) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(received - bar.n)
+
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=os.path.basename(dest)) as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
+        try:
+            max_bytes = max_bytes or int(limit_from_env("MS_CLIP_DOWNLOAD_MAX_BYTES", WEIGHTS_MAX_BYTES))
+            deadline_s = deadline_s or limit_from_env("MS_CLIP_DOWNLOAD_DEADLINE_S", WEIGHTS_DEADLINE_S)
+            fetch(url, tmp, max_bytes=max_bytes, deadline_s=deadline_s, timeout_s=timeout, what="weights download",
+                  hint=f"download it yourself and put it at {dest}, or raise MS_CLIP_DOWNLOAD_MAX_BYTES / "
+                       f"MS_CLIP_DOWNLOAD_DEADLINE_S", progress=progress)
+        except DownloadLimitError as err:
+            raise HubError(str(err)) from None
+        finally:
+            bar.close()
         got = sha256_file(tmp)
         if got != sha256.lower():
             raise HubError(f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}; the download was "
@@ -137,9 +157,6 @@ def _package_checkpoint(name: str, entry: Dict[str, str]) -> str:
 
 def _convert_into_cache(name: str, source: str, ckpt: str) -> None:
     """Convert ``source`` against the registry's architecture, then move ckpt + yaml into place."""
-    from ms_clip.convert import convert_weight
-    from ms_clip.registry import load_config
-
     directory = os.path.dirname(ckpt)
     staging = tempfile.mkdtemp(prefix=".convert-", dir=directory)
     try:
@@ -153,25 +170,58 @@ def _convert_into_cache(name: str, source: str, ckpt: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _entry_lock(directory: str) -> Iterator[None]:
+    """Exclusive lock on one cache entry, so concurrent processes (every rank of an msrun job calls
+    from_pretrained) do not download or convert the same file at once; waiters then find it done.
+    flock is released by the kernel when a holder dies, so a killed process leaves no stale lock."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle = open(os.path.join(directory, ".lock"), "a+")
+    except OSError as err:
+        raise HubError(f"cannot write the cache entry {directory} ({err.strerror}); set MS_CLIP_HOME to a writable "
+                       f"directory") from None
+    with handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; concurrent first downloads are then not coordinated
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached(ckpt: str) -> bool:
+    return os.path.isfile(ckpt) and os.path.isfile(os.path.splitext(ckpt)[0] + ".yaml")
+
+
 def get_pretrained_checkpoint(name: str, base_url: Optional[str] = None, timeout: float = 30.0) -> str:
     """Path of the converted ``.ckpt`` for a registry name (its ``.yaml`` beside it).
 
     Order: the cache; a bundled package file; an already downloaded source in the cache directory
     (verified); a download from the table (verified, converted, cached). Raises HubError otherwise.
     """
-    from ms_clip.registry import canonical_name
-
     name = canonical_name(name)
     entry = PRETRAINED.get(name)
     if entry and "package_file" in entry:
         return _package_checkpoint(name, entry)
     ckpt = os.path.join(cache_home(), name, name + ".ckpt")
-    if os.path.isfile(ckpt) and os.path.isfile(os.path.splitext(ckpt)[0] + ".yaml"):
+    if _cached(ckpt):
         return ckpt
     if entry is None:
         raise HubError(f"there are no pretrained weights for '{name}' (pretrained: {sorted(PRETRAINED)}). "
                        f"For a randomly initialised model use ms_clip.create_model('{name}'); to load your own "
                        f"weights pass a .ckpt or a save_pretrained directory to from_pretrained")
+    with _entry_lock(os.path.dirname(ckpt)):
+        if not _cached(ckpt):  # else another process finished it while we waited for the lock
+            _fetch_and_convert(name, entry, ckpt, base_url, timeout)
+    return ckpt
+
+
+def _fetch_and_convert(name: str, entry: Dict[str, str], ckpt: str, base_url: Optional[str], timeout: float) -> None:
     source = os.path.join(cache_home(), name, entry["filename"])
     url = _source_url(entry, base_url)
     if os.path.isfile(source):  # put there by hand (see the offline instructions) or left by a failed convert
@@ -190,4 +240,3 @@ def get_pretrained_checkpoint(name: str, base_url: Optional[str] = None, timeout
             raise HubError(_offline_help(name, url, entry, f"no connection: {reason}")) from None
     _convert_into_cache(name, source, ckpt)
     os.remove(source)  # the converted .ckpt is what is used; the source can be downloaded again
-    return ckpt

@@ -15,7 +15,8 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ms_clip.distributed import broadcast_parameters, init_distributed
-from ms_clip.models.config import CLIPConfig
+from ms_clip import registry
+from ms_clip.loader import WEIGHT_SUFFIXES, model_for_run
 from ms_clip.run_config import (TASKS, RunConfig, RunConfigError, check_against_model, get_path, load_run_config,
                                 resolve_task)
 
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "resolve_model", "apply_context", "init_distributed"]
 
-_ARCH_KEYS = ("text_config", "vision_config", "projection_dim")
 
 
 def apply_context(config: RunConfig) -> None:
@@ -56,82 +56,10 @@ def apply_context(config: RunConfig) -> None:
         ms.set_context(**extra)
 
 
-def _weights_source(config: Mapping[str, Any], explicit: Any) -> str:
-    """The weights to load: an explicit argument, else ``load_checkpoint``, else ``checkpoint_name_or_path``."""
-    if isinstance(explicit, (str, os.PathLike)) and os.fspath(explicit):
-        return os.fspath(explicit)
-    if config.get("load_checkpoint"):
-        return str(config["load_checkpoint"])
-    model_config = get_path(config, "model.model_config") or {}
-    return str(model_config.get("checkpoint_name_or_path") or "")
-
-
-def _overrides(model_config: Mapping[str, Any]) -> Dict[str, Any]:
-    """Run-config CLIPConfig fields that apply on top of an architecture from elsewhere (dtype, ...)."""
-    skip = ("type", "checkpoint_name_or_path")
-    out = {k: v for k, v in (model_config or {}).items() if k not in skip}
-    if "dtype" in out:
-        out["compute_dtype"] = out.pop("dtype")
-    return out
-
-
 def resolve_model(config: Mapping[str, Any], model: Any = None, weights: Any = None,
                   require_weights: bool = False):
-    """The CLIPModel a run uses.
-
-    Architecture, first that applies: ``model`` (CLIPModel used as is / CLIPConfig / model YAML /
-    registry name); the run config's ``model.model_config`` if it spells out the towers; the config
-    saved beside the weights; ``trainer.model_name``. Weights: ``weights`` / ``load_checkpoint`` /
-    ``model_config.checkpoint_name_or_path`` (a .ckpt, a save_pretrained folder or a registry name).
-    Without weights the model is randomly initialised, unless ``require_weights`` (eval, predict,
-    finetune), which raises instead.
-    """
-    from ms_clip.models.clip import CLIPModel
-    from ms_clip.registry import resolve_weights, create_model, is_model_name, load_config
-    from ms_clip.weights import load_weights
-
-    model_config = dict(get_path(config, "model.model_config") or {})
-    source = _weights_source(config, weights)
-    if isinstance(model, CLIPModel):
-        if source:
-            _, ckpt = resolve_weights(source)
-            load_weights(model, ckpt)
-            logger.info("loaded weights %s into the given model", ckpt)
-        return model
-    if require_weights and not source:
-        raise RunConfigError("no model weights given: set load_checkpoint (--load_checkpoint) to a .ckpt, a "
-                             "save_pretrained folder or a model name (e.g. clip_vit_b_32), or "
-                             "model.model_config.checkpoint_name_or_path; evaluation, prediction and fine-tuning never use "
-                             "random weights")
-    ckpt_config, ckpt = (None, None)
-    if source:
-        ckpt_config, ckpt = resolve_weights(source)
-    overrides = _overrides(model_config)
-    if isinstance(model, CLIPConfig):
-        arch = model
-    elif isinstance(model, (str, os.PathLike)) and os.fspath(model):
-        arch = load_config(os.fspath(model))
-    elif any(k in model_config for k in _ARCH_KEYS):
-        arch = CLIPConfig.from_dict(model_config, "model.model_config")
-        overrides = {}
-    elif ckpt_config is not None:
-        arch = ckpt_config
-    else:
-        name = get_path(config, "trainer.model_name")
-        if not name or not is_model_name(name):
-            raise RunConfigError(f"trainer.model_name: {name!r} is not a registered model; set it to one of the "
-                                 f"registry names or give model.model_config")
-        arch = load_config(name)
-    if overrides:
-        arch = CLIPConfig.from_dict({**arch.to_dict(), **overrides}, "model.model_config")
-    arch.checkpoint_name_or_path = ""  # weights are loaded below, never implicitly by construction
-    built = create_model(arch)
-    if ckpt is not None:
-        load_weights(built, ckpt)
-        logger.info("loaded weights from %s", ckpt)
-    else:
-        logger.info("model initialised randomly (no load_checkpoint / checkpoint_name_or_path): training from scratch")
-    return built
+    """The model a run uses: ``ms_clip.loader.model_for_run`` (its docstring has the precedence table)."""
+    return model_for_run(config, model, weights, require_weights)
 
 
 class Trainer:
@@ -172,11 +100,11 @@ class Trainer:
             elif value is not None:
                 self._datasets[split] = value
         self._model_arg = model
-        if isinstance(model, str) and not model.endswith((".yaml", ".yml")) and not os.path.isdir(model):
-            from ms_clip.registry import canonical_name
-
-            canonical_name(model)  # an unknown name fails here, with the valid names
+        if isinstance(model, str) and registry.is_model_name(model):
             overrides["trainer.model_name"] = model
+        elif isinstance(model, str) and not model.endswith(WEIGHT_SUFFIXES + (".yaml", ".yml")) \
+                and not os.path.isdir(model):
+            registry.canonical_name(model)  # an unknown name fails here, with the valid names
         if model_name:
             overrides["trainer.model_name"] = model_name
         raw = args
@@ -209,10 +137,7 @@ class Trainer:
         import mindspore as ms
 
         ms.set_seed(int(self.config["seed"]))  # same initial weights on every rank and every run
-        explicit_name = isinstance(self._model_arg, str) and self._model_arg == self.config["trainer"]["model_name"]
-        if require_weights and explicit_name and not _weights_source(self.config, weights):
-            weights = self._model_arg  # Trainer(model="clip_vit_b_32") for eval: its pretrained weights
-        self._model = resolve_model(self.config, self._model_arg, weights, require_weights)
+        self._model = model_for_run(self.config, self._model_arg, weights, require_weights)
         check_against_model(self.config, self._model.config)  # image size, context length vs the model
         # The seed already gives every rank the same random init; weights read from per-node files may
         # still differ, so rank 0's copy wins.
@@ -251,8 +176,6 @@ class Trainer:
         """Train starting from pretrained weights (``finetune_checkpoint``, ``load_checkpoint`` or the model name)."""
         self._require("train")
         weights = self._checkpoint_flag(finetune_checkpoint, self.config["output_dir"])
-        if weights is None and not _weights_source(self.config, None):
-            weights = self.config["trainer"]["model_name"]  # MindFormers: fine-tune the named pretrained model
         return self._train(weights, resume_training, do_eval, require_weights=True, **kwargs)
 
     def _train(self, weights, resume_training, do_eval, require_weights, **kwargs) -> Dict[str, Any]:

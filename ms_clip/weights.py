@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Dict, Mapping, Union
 
 import numpy as np
@@ -11,10 +10,14 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn
 
 from ms_clip.errors import MsClipError
+from ms_clip.fileio import atomic_path
 
 __all__ = ["WeightsError", "save_weights", "load_weights", "read_checkpoint", "assign_weights"]
 
 ArrayLike = Union[np.ndarray, Tensor, Parameter]
+# Parameter dtype -> numpy dtype (ms.dtype_to_nptype is deprecated since MindSpore 2.7 and warns per call).
+_NP_DTYPES = {ms.float32: np.float32, ms.float16: np.float16, ms.float64: np.float64, ms.int32: np.int32,
+              ms.int64: np.int64}
 
 
 class WeightsError(MsClipError, ValueError):
@@ -35,22 +38,14 @@ def save_weights(weights: Union[nn.Cell, Mapping[str, ArrayLike]], path: str) ->
     path = os.fspath(path)
     if not path.endswith(".ckpt"):
         raise WeightsError(f"checkpoint path must end with .ckpt, got {path!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     if isinstance(weights, nn.Cell):
         items = [(p.name, p.value()) for p in weights.get_parameters()]
     else:
         items = list(weights.items())
     save_list = [{"name": name, "data": value if isinstance(value, Tensor) else Tensor(_as_numpy(value))}
                  for name, value in items]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ms.save_checkpoint(save_list, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -97,7 +92,7 @@ def assign_weights(model: nn.Cell, weights: Mapping[str, ArrayLike], source: str
         raise WeightsError(f"{source} does not fit the model: " + " | ".join(problems))
     for name, param in own.items():
         arr = _as_numpy(weights[name])
-        param.set_data(Tensor(arr.astype(ms.dtype_to_nptype(param.dtype), copy=False)))
+        param.set_data(Tensor(arr.astype(_NP_DTYPES.get(param.dtype, np.float32), copy=False)))
 
 
 def load_weights(model: nn.Cell, path: str) -> nn.Cell:

@@ -87,7 +87,9 @@ def _register(monkeypatch, **entry):
 
 
 def _files(directory):
-    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(directory) for f in fs)
+    """Files under ``directory``, without the per-entry ``.lock`` (an empty flock file that stays by design)."""
+    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(directory) for f in fs
+                  if f != ".lock")
 
 
 def test_download_verify_convert_cache(home, served, tiny_archive, monkeypatch):
@@ -200,3 +202,39 @@ def test_official_table():
     assert url == ("https://openaipublic.azureedge.net/clip/models/"
                    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
     assert hub._source_url(hub.PRETRAINED["clip_vit_l_14_336"], None).endswith("/ViT-L-14-336px.pt")
+
+
+def test_concurrent_from_pretrained_downloads_once(home, served, tiny_archive, monkeypatch, tmp_path):
+    """Every rank of an msrun job calls from_pretrained at once: one process downloads and converts, the
+    others wait on the cache entry's lock and reuse the finished file (issue: "corrupt, truncated" before)."""
+    import subprocess
+    import sys
+
+    _, sha, _ = tiny_archive
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys\n"
+        "from ms_clip import hub\n"
+        "from ms_clip.models import CLIPModel\n"
+        f"hub.register_pretrained({NAME!r}, sha256={sha!r}, filename='ViT-T.pt')\n"
+        "model = CLIPModel.from_pretrained(" + repr(NAME) + ")\n"
+        "print('OK', sum(p.size for p in model.get_parameters()))\n")
+    env = {**os.environ, "MS_CLIP_HOME": str(home), "MS_CLIP_DOWNLOAD_BASE": served.base}
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.startswith("OK")
+    assert served.requests == 1
+    assert _files(home) == [f"{NAME}/{NAME}.ckpt", f"{NAME}/{NAME}.yaml"]
+
+
+def test_unwritable_cache_names_the_directory(tmp_path, tiny_archive, monkeypatch):
+    _, sha, _ = tiny_archive
+    _register(monkeypatch, sha256=sha, filename="ViT-T.pt")
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory should be")  # unwritable even for root
+    monkeypatch.setenv("MS_CLIP_HOME", str(blocker))
+    with pytest.raises(hub.HubError, match=f"cannot write the cache entry .*{NAME}.*MS_CLIP_HOME"):
+        CLIPModel.from_pretrained(NAME)

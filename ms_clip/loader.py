@@ -1,0 +1,351 @@
+"""The one loader: any model spec -> (config, weights) -> a model. Everything that loads weights comes here.
+
+Used by the Python API (``CLIPModel.from_pretrained``, a config's ``checkpoint_name_or_path``,
+``create_model``), by ``Trainer`` / ``run_mindformer.py`` (``model_for_run``) and by ``pipeline``.
+
+What a spec can be (``resolve``):
+
+==============================  ==========================================  ==============================
+spec                            architecture from                           weights from
+==============================  ==========================================  ==============================
+registry name (``clip_vit_b_32``, ``model_configs/<name>.yaml``         the bundled file, the cache, or
+MindFormers' ``clip_vit_l_14@336``)                                         a verified download + conversion
+``.ckpt`` with a ``.yaml`` beside  that YAML (``<stem>.yaml`` or ``config.yaml``)  the ``.ckpt``
+``.ckpt`` without a YAML        inferred from tensor shapes (MindFormers'   the ``.ckpt`` (MindFormers' names
+                                ``.ckpt`` files have no config)             renamed by ``ms_clip.convert``)
+``save_pretrained`` directory   its ``config.yaml``                         its ``.ckpt``
+HF ``CLIPModel`` folder,        ``config.json`` / tensor shapes             converted in memory
+PyTorch ``.pt/.bin/.safetensors``
+model or run ``.yaml``          the YAML                                    none (``create_model`` only)
+==============================  ==========================================  ==============================
+
+Precedence in a run (``model_for_run``; Trainer, CLI and pipeline all use it). **Weights**, first that
+applies: (1) the explicit argument (``Trainer.finetune(finetune_checkpoint=...)``, ``evaluate(eval_checkpoint=...)``,
+``predict(predict_checkpoint=...)``); (2) the run config's ``load_checkpoint`` (``--load_checkpoint``); (3)
+``model.model_config.checkpoint_name_or_path``; (4) for fine-tuning, evaluation and prediction only: the
+pretrained weights of the model *name* (``Trainer(model="clip_vit_b_32")`` or ``trainer.model_name``); (5)
+none: random initialisation, which only ``train`` accepts. **Architecture**: a model *object* is used as it
+is; otherwise weights that carry their own architecture (every spec above) bring it, and what the run
+config says about the model (``Trainer(model=...)``, ``model.model_config``'s tower keys,
+``trainer.model_name``) must agree with it -- a disagreement is a one-line error naming both
+architectures, never a wall of shape mismatches. Without weights the architecture comes from
+``Trainer(model=...)``, then ``model.model_config``, then ``trainer.model_name``. Fields that do not change
+the network (``dtype``, dropouts, init ranges; ``ms_clip.models.base.ARCH_FREE_FIELDS``) in
+``model.model_config`` apply on top in every case.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+
+from ms_clip import hub, registry
+from ms_clip.convert import ConvertError, infer_config, read_source
+from ms_clip.models import family_config_from_dict, model_class_for
+from ms_clip.models.base import ARCH_FREE_FIELDS, ConfigError, PreTrainedModel, StrictConfig, register_loader
+from ms_clip.weights import assign_weights, read_checkpoint, save_weights
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Resolved", "resolve", "load_config", "save_config", "create_model", "from_pretrained", "save_pretrained",
+           "load_named_weights", "model_for_run", "describe_architecture", "list_models", "show_support_list",
+           "WEIGHT_SUFFIXES"]
+
+WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
+
+Weights = Union[str, Dict[str, np.ndarray]]  # a .ckpt path, or tensors already in our names
+
+
+@dataclass
+class Resolved:
+    """What a spec resolved to: an architecture, weights (or None) and a description for messages."""
+
+    config: StrictConfig
+    weights: Optional[Weights]
+    source: str
+
+    def tensors(self) -> Dict[str, np.ndarray]:
+        if isinstance(self.weights, str):
+            return read_checkpoint(self.weights)
+        return dict(self.weights or {})
+
+
+# ----------------------------------------------------------------------------- resolving specs
+
+
+def _convert_in_memory(path: str) -> Resolved:
+    source = read_source(path)  # ConvertError names the file and the problem
+    return Resolved(infer_config(source, path), source.tensors, path)
+
+
+def _is_mindformers_checkpoint(path: str) -> bool:
+    """MindFormers names LayerNorms ``gamma``/``beta`` and the token table ``embedding_table``; we never do."""
+    names = read_checkpoint(path).keys()
+    return any(n.endswith((".gamma", ".beta", ".embedding_table")) for n in names)
+
+
+def resolve(spec: Union[str, os.PathLike]) -> Resolved:
+    """(config, weights) for a spec (see the module docstring's table). Raises a one-line MsClipError."""
+    path = os.fspath(spec)
+    if not path:
+        raise ConfigError("empty model spec: expected a model name, a checkpoint file or a directory")
+    if path.endswith((".yaml", ".yml")):
+        return Resolved(registry.load_config(path), None, path)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "config.json")) and not os.path.isfile(
+                os.path.join(path, registry.CONFIG_FILE)):
+            return _convert_in_memory(path)  # an HF folder
+        ckpt = registry._find_one(path, "*.ckpt", "checkpoint")
+        if ckpt is None:
+            raise ConfigError(f"{path}: no .ckpt file in this directory (expected what save_pretrained writes: "
+                              f"{registry.CONFIG_FILE} + model.ckpt, or an HF folder with config.json)")
+        return Resolved(registry.load_config(path), ckpt, path)
+    if path.endswith(".ckpt"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"checkpoint file not found: {path}")
+        cfg_path = registry.config_path_for_checkpoint(path)
+        if cfg_path is not None:
+            return Resolved(registry.load_config(cfg_path), path, path)
+        if _is_mindformers_checkpoint(path):
+            # MindFormers' .ckpt files carry no config; they are OpenAI's architectures, which the tensor
+            # shapes determine exactly (heads = width / 64, QuickGELU), so converting in memory is safe.
+            return _convert_in_memory(path)
+        # One of ours without its YAML: head counts and activations are not in the tensors, so any
+        # architecture we inferred would be a guess.
+        raise ConfigError(f"no model config beside {path}: expected {os.path.splitext(path)[0]}.yaml or "
+                          f"{os.path.join(os.path.dirname(path) or '.', registry.CONFIG_FILE)} (save_pretrained and "
+                          f"convert_weight.py write one)")
+    if path.endswith(WEIGHT_SUFFIXES):
+        if not os.path.isfile(path):
+            raise ConfigError(f"weights file not found: {path}")
+        return _convert_in_memory(path)
+    name = registry.canonical_name(path)  # ConfigError with the valid names
+    return Resolved(registry.load_config(name), hub.get_pretrained_checkpoint(name), name)
+
+
+def load_config(name_or_path: Union[str, os.PathLike], expected: Optional[type] = None) -> StrictConfig:
+    """The config of any spec (a name, YAML, directory or checkpoint); no weights are read for names/YAMLs."""
+    path = os.fspath(name_or_path)
+    if path.endswith(WEIGHT_SUFFIXES) or (os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+                                          and not os.path.isfile(os.path.join(path, registry.CONFIG_FILE))):
+        config = resolve(path).config
+    else:
+        config = registry.load_config(path)
+    if expected is not None and not isinstance(config, expected):
+        raise ConfigError(f"{path} is a {type(config).__name__}, not a {expected.__name__}; use "
+                          f"{type(config).__name__}.from_pretrained or ms_clip.AutoConfig")
+    return config
+
+
+def save_config(config: StrictConfig, directory: str, name: str = registry.CONFIG_FILE) -> str:
+    return registry.save_config(config, directory, name)
+
+
+def list_models() -> List[str]:
+    return registry.list_models()
+
+
+def show_support_list(owner: str = "CLIPModel") -> None:
+    registry.show_support_list(owner)
+
+
+# ----------------------------------------------------------------------------- architectures
+
+
+def describe_architecture(config: StrictConfig) -> str:
+    """A registry name whose architecture equals ``config``'s, else a short summary of the towers."""
+    arch = config.architecture()
+    for name in registry.list_models():
+        if name in registry.ALIASES:
+            continue
+        try:
+            if registry.load_config(name).architecture() == arch:
+                return name
+        except ConfigError:
+            continue
+    v, t = getattr(config, "vision_config", None), getattr(config, "text_config", None)
+    parts = [type(config).__name__]
+    if v is not None:
+        parts.append(f"vision {getattr(v, 'hidden_size', '?')}w x {getattr(v, 'num_hidden_layers', '?')} layers, "
+                     f"{getattr(v, 'image_size', '?')}px/{getattr(v, 'patch_size', '?')}")
+    if t is not None:
+        parts.append(f"text {getattr(t, 'hidden_size', '?')}w x {getattr(t, 'num_hidden_layers', '?')} layers")
+    parts.append(f"projection {getattr(config, 'projection_dim', '?')}")
+    return "(" + ", ".join(parts) + ")"
+
+
+def _check_same_architecture(have: StrictConfig, want: StrictConfig, have_what: str, want_what: str) -> None:
+    if type(have) is not type(want) or have.architecture() != want.architecture():
+        raise ConfigError(f"architecture mismatch: {have_what} is {describe_architecture(have)} but {want_what} is "
+                          f"{describe_architecture(want)}; make them name the same model")
+
+
+def _with_overrides(config: StrictConfig, overrides: Mapping[str, Any], where: str) -> StrictConfig:
+    if not overrides:
+        return config
+    return type(config).from_dict({**config.to_dict(), **overrides}, where)
+
+
+# ----------------------------------------------------------------------------- building models
+
+
+def _build(config: StrictConfig, model_class: Optional[type] = None):
+    """A randomly initialised model of ``config``'s family (construction never loads weights here)."""
+    cls = model_class_for(config)
+    if model_class is not None and not issubclass(cls, model_class):
+        raise ConfigError(f"the weights are a {cls.__name__} ({type(config).__name__}), not a {model_class.__name__}; "
+                          f"use {cls.__name__}.from_pretrained or ms_clip.AutoModel")
+    if config.checkpoint_name_or_path:
+        config = _with_overrides(config, {"checkpoint_name_or_path": ""}, "model config")
+    return cls(config)
+
+
+def create_model(name_or_config: Union[str, StrictConfig], **overrides: Any):
+    """A randomly initialised model from a name, a YAML path, a directory or a config (no weights)."""
+    config = name_or_config if isinstance(name_or_config, StrictConfig) else load_config(name_or_config)
+    config = _with_overrides(config, {**overrides, "checkpoint_name_or_path": ""}, "create_model overrides")
+    return _build(config)
+
+
+def _load(model, resolved: Resolved) -> None:
+    assign_weights(model, resolved.tensors(), source=f"weights {resolved.source}")
+    logger.info("loaded weights from %s", resolved.source)
+
+
+def from_pretrained(name_or_path: Union[str, os.PathLike], model_class: Optional[type] = None, **overrides: Any):
+    """A model with weights. Never returns random weights: any problem raises with what to do."""
+    resolved = resolve(name_or_path)
+    if resolved.weights is None:
+        raise ConfigError(f"{os.fspath(name_or_path)} is a config without weights; use ms_clip.create_model for a "
+                          f"randomly initialised model, or pass a checkpoint, a save_pretrained folder or a name")
+    config = _with_overrides(resolved.config, {**overrides, "checkpoint_name_or_path": ""},
+                             "from_pretrained overrides")
+    model = _build(config, model_class)
+    _load(model, resolved)
+    return model
+
+
+def save_pretrained(model, directory: str, save_name: str = "model") -> str:
+    """``config.yaml`` + ``<save_name>.ckpt`` (both atomic); returns the checkpoint path."""
+    registry.save_config(model.config, directory)
+    return save_weights(model, os.path.join(directory, save_name + ".ckpt"))
+
+
+def load_named_weights(model, spec: str) -> None:
+    """Load ``spec``'s weights into an already built ``model`` (a config's ``checkpoint_name_or_path``)."""
+    resolved = resolve(spec)
+    if resolved.weights is None:
+        raise ConfigError(f"checkpoint_name_or_path {spec!r} names a config without weights")
+    _check_same_architecture(resolved.config, model.config, f"checkpoint_name_or_path {spec!r}",
+                             "the model's config")
+    _load(model, resolved)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def _get(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, IndexError):
+            return default
+        if node is None:
+            return default
+    return node
+
+
+def _explicitly_set(run_config: Mapping[str, Any], path: str) -> bool:
+    """Whether the user set ``path`` (typed run configs record it); otherwise: set if not the default."""
+    is_set = getattr(run_config, "is_set", None)
+    if callable(is_set):
+        return bool(is_set(path))
+    return path != "trainer.model_name" or _get(run_config, path) not in (None, "", "clip_vit_b_32")
+
+
+_ARCH_KEYS = ("text_config", "vision_config", "projection_dim")
+
+
+def weights_spec_for_run(run_config: Mapping[str, Any], explicit: Any = None) -> str:
+    """Steps (1)-(3) of the precedence table: the weights a run names, or ''."""
+    if isinstance(explicit, (str, os.PathLike)) and os.fspath(explicit):
+        return os.fspath(explicit)
+    if _get(run_config, "load_checkpoint"):
+        return str(_get(run_config, "load_checkpoint"))
+    return str(_get(run_config, "model.model_config.checkpoint_name_or_path") or "")
+
+
+def model_for_run(run_config: Mapping[str, Any], model: Any = None, weights: Any = None,
+                  require_weights: bool = False):
+    """The model a run uses, by the precedence table in the module docstring.
+
+    Args:
+        run_config: the validated run config (mapping access).
+        model: ``Trainer(model=...)``: a model object, a config, a model/run YAML, a directory or a name.
+        weights: the explicit weights argument (step 1), a spec string.
+        require_weights: True for finetune / eval / predict: step (4) applies and (5) is an error.
+    """
+    model_config = dict(_get(run_config, "model.model_config") or {})
+    overrides = {k: v for k, v in model_config.items()
+                 if k in ARCH_FREE_FIELDS + ("dtype",) and k != "checkpoint_name_or_path"}
+    spec = weights_spec_for_run(run_config, weights)
+    model_name = _get(run_config, "trainer.model_name")
+    if isinstance(model, PreTrainedModel):  # a model object: used as it is
+        if spec:
+            load_named_weights(model, spec)
+        return model
+    model_is_spec = isinstance(model, (str, os.PathLike)) and bool(os.fspath(model))
+    if not spec and require_weights:
+        if model_is_spec and not os.fspath(model).endswith((".yaml", ".yml")):
+            spec = os.fspath(model)  # Trainer(model="clip_vit_b_32").evaluate(): that model's weights (4)
+        elif registry.is_model_name(model_name) and model is None:
+            spec = model_name  # (4) trainer.model_name's pretrained weights
+        else:
+            raise ConfigError("no model weights given: set load_checkpoint (--load_checkpoint) to a .ckpt, a "
+                              "save_pretrained folder or a model name (e.g. clip_vit_b_32), or "
+                              "model.model_config.checkpoint_name_or_path; evaluation, prediction and fine-tuning "
+                              "never use random weights")
+
+    # What the run config says the architecture is, strongest first, with a description for messages.
+    declared: List[tuple] = []
+    if isinstance(model, StrictConfig):
+        declared.append((model, "the model config passed to Trainer"))
+    elif model_is_spec and os.fspath(model) != spec:
+        declared.append((load_config(model), f"Trainer(model={os.fspath(model)!r})"))
+    if any(k in model_config for k in _ARCH_KEYS):
+        declared.append((family_config_from_dict(model_config, "model.model_config"), "the run config's "
+                         "model.model_config"))
+    if registry.is_model_name(model_name) and model_name != spec and _explicitly_set(run_config, "trainer.model_name"):
+        declared.append((registry.load_config(model_name), f"trainer.model_name {model_name!r}"))
+
+    if spec:
+        resolved = resolve(spec)
+        if resolved.weights is None:
+            raise ConfigError(f"{spec!r} names a config without weights; load_checkpoint needs a .ckpt, a "
+                              f"save_pretrained folder or a model name")
+        arch = resolved.config
+        # Only the strongest declaration is checked: trainer.model_name is often just the YAML's default
+        # name while model.model_config or Trainer(model=...) says what is meant.
+        if declared:
+            _check_same_architecture(arch, declared[0][0], f"the weights {spec!r}", declared[0][1])
+    elif declared:
+        arch, resolved = declared[0][0], None
+    else:
+        raise ConfigError(f"trainer.model_name: {model_name!r} is not a registered model; set it to one of "
+                          f"{registry.list_models()} or give model.model_config")
+    arch = _with_overrides(arch, overrides, "model.model_config")
+    built = _build(arch)
+    if resolved is not None:
+        _load(built, resolved)
+    else:
+        logger.info("model initialised randomly (no load_checkpoint / checkpoint_name_or_path): training from "
+                    "scratch")
+    return built
+
+
+register_loader(sys.modules[__name__])

@@ -1,0 +1,199 @@
+"""What every model family shares: strict dataclass configs and the pretrained-model surface.
+
+Models are leaves of the package: nothing here imports from above ``ms_clip.models`` (except the
+``ms_clip.errors`` base class). Loading weights is the job of ``ms_clip.loader``, which sits above
+the models; the public model classes still offer MindFormers' surface (``from_pretrained``,
+``save_pretrained``, ``show_support_list`` and a config whose ``checkpoint_name_or_path`` loads
+weights at construction) by *delegating* to the loader that ``ms_clip.loader`` registers here with
+``register_loader`` when the package is imported. That keeps the import graph one-way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Dict, List, Mapping, Optional, Protocol
+
+from mindspore import nn
+
+from ms_clip.errors import MsClipError
+
+__all__ = ["ConfigError", "StrictConfig", "PreTrainedModel", "register_loader", "suggest", "ARCH_FREE_FIELDS"]
+
+# YAML bookkeeping keys that MindFormers writes into configs. ``type`` names the config class; it is
+# checked by the loader (family dispatch) and ignored by the dataclass itself.
+_IGNORED_KEYS = ("type",)
+
+# Config fields that do not change the parameter shapes or what the network computes at inference: a
+# run config may set them on top of an architecture that comes with weights (see ms_clip.loader).
+ARCH_FREE_FIELDS = ("compute_dtype", "checkpoint_name_or_path", "dropout", "attention_dropout",
+                    "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range",
+                    "initializer_factor", "logit_scale_init_value")
+
+
+class ConfigError(MsClipError, ValueError):
+    """A config value or key is invalid; the message names it and what was expected."""
+
+
+def suggest(key: str, valid) -> str:
+    """`` Did you mean 'x'?`` for the closest valid key, or ``''``."""
+    close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class StrictConfig:
+    """Mixin for config dataclasses: construction from dicts (unknown keys are errors), export to dicts.
+
+    Subclasses may declare ``_aliases`` (a plain class attribute: old key -> field name) for
+    MindFormers' spellings.
+    """
+
+    _aliases: Dict[str, str] = {}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: Optional[str] = None):
+        where = where or cls.__name__
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of config keys, got {type(data).__name__}: {data!r}")
+        valid = [f.name for f in dataclasses.fields(cls)] + list(cls._aliases)
+        kwargs = {}
+        for key, value in data.items():
+            if key in _IGNORED_KEYS:
+                continue
+            if key not in valid:
+                raise ConfigError(f"{where}: unknown key '{key}'.{suggest(key, valid)} Valid keys: {sorted(valid)}")
+            kwargs[cls._aliases.get(key, key)] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict; the first key, ``type``, names the config class (as MindFormers' YAMLs do)."""
+        out: Dict[str, Any] = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, StrictConfig) else value
+        return out
+
+    def architecture(self) -> Dict[str, Any]:
+        """The fields that define the network (shapes and function), for comparing two configs."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in ARCH_FREE_FIELDS:
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.architecture() if isinstance(value, StrictConfig) else value
+        return out
+
+    # ------------------------------------------------------------------ value checks with named errors
+    def _check_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+
+    def _check_choice(self, name: str, choices) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise ConfigError(f"{type(self).__name__}.{name} must be one of {list(choices)}, got {value!r}")
+
+    def _check_prob(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be a probability in [0, 1), got {value!r}")
+
+    def _check_heads(self, width: str = "hidden_size", heads: str = "num_attention_heads") -> None:
+        if getattr(self, width) % getattr(self, heads):
+            raise ConfigError(
+                f"{type(self).__name__}: {width} must be divisible by {heads} "
+                f"(got {getattr(self, width)} and {getattr(self, heads)})"
+            )
+
+    def _sub_config(self, name: str, cls) -> None:
+        """Turn a dict field into ``cls`` (strictly) and check the type."""
+        value = getattr(self, name)
+        if isinstance(value, Mapping):
+            value = cls.from_dict(value, f"{type(self).__name__}.{name}")
+            setattr(self, name, value)
+        if not isinstance(value, cls):
+            raise ConfigError(f"{type(self).__name__}.{name} must be a {cls.__name__} or dict, "
+                              f"got {type(value).__name__}")
+
+    # ------------------------------------------------------------------ loader-backed (see module docstring)
+    @classmethod
+    def from_pretrained(cls, name_or_path: str):
+        """The config of a registry name (``clip_vit_b_32``), a model/run YAML, a checkpoint or a directory."""
+        return _loader().load_config(name_or_path, expected=cls)
+
+    def save_pretrained(self, save_directory: str, name: str = "config.yaml") -> str:
+        """Write this config as YAML (atomically) into ``save_directory``; returns the path."""
+        return _loader().save_config(self, save_directory, name)
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        _loader().show_support_list(cls.__name__)
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        return _loader().list_models()
+
+
+class _Loader(Protocol):  # what ms_clip.loader provides (structural type, for readers and type checkers)
+    def load_config(self, name_or_path: str, expected: Any = None) -> Any: ...
+    def save_config(self, config: Any, directory: str, name: str) -> str: ...
+    def from_pretrained(self, name_or_path: str, model_class: Any = None, **overrides: Any) -> Any: ...
+    def save_pretrained(self, model: Any, directory: str, save_name: str) -> str: ...
+    def load_named_weights(self, model: Any, spec: str) -> None: ...
+    def list_models(self) -> List[str]: ...
+    def show_support_list(self, owner: str) -> None: ...
+
+
+_LOADER: Optional[_Loader] = None
+
+
+def register_loader(loader: _Loader) -> None:
+    """Called once by ``ms_clip.loader`` at import; the models call back into it for weights."""
+    global _LOADER
+    _LOADER = loader
+
+
+def _loader() -> _Loader:
+    if _LOADER is None:  # only reachable if ms_clip.models is imported without the ms_clip package
+        raise MsClipError("no weight loader registered: import ms_clip (which registers ms_clip.loader) first")
+    return _LOADER
+
+
+class PreTrainedModel(nn.Cell):
+    """Base of the public model classes: MindFormers' pretrained surface, delegated to the loader.
+
+    Subclasses set ``config_class`` and call ``self.load_named_weights()`` at the end of ``__init__``;
+    the Cells themselves never read files.
+    """
+
+    config_class: Any = None
+    base_model_prefix = "clip"  # MindFormers 1.2's ClipPreTrainedModel attribute
+
+    def load_named_weights(self) -> None:
+        """MindFormers' behaviour: a config whose ``checkpoint_name_or_path`` names weights loads them now,
+        strictly (a mismatch raises); never silently random."""
+        spec = getattr(self.config, "checkpoint_name_or_path", "")
+        if spec:
+            _loader().load_named_weights(self, spec)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **overrides: Any):
+        """A model with weights: a registry name (downloads and caches), a directory or a checkpoint.
+
+        ``overrides`` replace top-level config fields (e.g. ``compute_dtype="float16"``).
+        """
+        return _loader().from_pretrained(name_or_path, model_class=cls, **overrides)
+
+    def save_pretrained(self, save_directory: str, save_name: str = "model") -> str:
+        """Write ``config.yaml`` and ``<save_name>.ckpt`` (atomically) into ``save_directory``."""
+        return _loader().save_pretrained(self, save_directory, save_name)
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        _loader().show_support_list(cls.__name__)
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        return _loader().list_models()
