@@ -50,15 +50,15 @@ def main() -> None:
 
     from ms_clip import create_model
     from ms_clip.data.classification import write_cifar100
-    from ms_clip.data.synthetic import write_flickr8k
+    from ms_clip.demo.synthetic import write_flickr8k
     from ms_clip.run_config import load_run_config
     from ms_clip.tasks import pretrain, zero_shot
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     logging.basicConfig(level=logging.WARNING)
     catcher = _ShareCatcher()
-    logging.getLogger("ms_clip.eval.zero_shot").addHandler(catcher)
-    logging.getLogger("ms_clip.eval.zero_shot").setLevel(logging.INFO)
+    logging.getLogger("ms_clip.features").addHandler(catcher)
+    logging.getLogger("ms_clip.features").setLevel(logging.INFO)
 
     work = tempfile.mkdtemp(prefix="ms_clip_input_bench_")
     os.environ["MS_CLIP_HOME"] = os.path.join(work, "home")  # keep the class-embedding cache out of the user's

@@ -4,7 +4,7 @@
 
 On one device ``labels = arange(B)``. With ``world_size > 1`` each rank all-gathers the image and
 text features of every rank and scores its *local* rows against *all* columns (open_clip's
-``local_loss=True`` with ``gather_with_grad=True``; clip-facts.md §7): labels are
+``local_loss=True`` with ``gather_with_grad=True``, the flags most OpenCLIP models were trained with): labels are
 ``arange(B) + B * rank``. The gather back-propagates the sum over ranks (``GatherWithGrad``), so
 every rank's features receive the gradients of every rank's loss; with the gradient mean over
 ranks the update equals one device computing the loss over the whole global batch.

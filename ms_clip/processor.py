@@ -1,7 +1,7 @@
 """CLIP image preprocessing, pixel-identical to OpenAI's / open_clip's, plus MindFormers' processors.
 
 Evaluation transform (``preprocess``, ``CLIPImageProcessor``), as in OpenAI's ``clip._transform``
-and open_clip's ``image_transform(n, is_train=False)`` (shared/reference/clip-facts.md §4):
+and open_clip's ``image_transform(n, is_train=False)`` (``open_clip/transform.py``):
 
 1. resize with PIL bicubic so the short side is ``n`` and the long side ``int(n * long / short)``
    (torchvision's rule); PIL antialiases and rounds to uint8, which tensor resizes do not;
@@ -18,12 +18,12 @@ data-pipeline worker processes (``mindspore.dataset`` ``map``).
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import math
 import os
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -66,13 +66,24 @@ def _is_url(value: str) -> bool:
 
 
 def _fetch_url(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "ms_clip"})
+    # Bounded: at most MS_CLIP_IMAGE_URL_MAX_BYTES (64 MiB) and MS_CLIP_IMAGE_URL_DEADLINE_S (60 s) in
+    # total; ``timeout`` alone bounds each read, so a server dripping bytes or sending forever would hang
+    # or fill memory (ms_clip.net).
+    from ms_clip.net import (IMAGE_DEADLINE_S, IMAGE_MAX_BYTES, DownloadLimitError, fetch,
+                             limit_from_env)
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
+        max_bytes = int(limit_from_env("MS_CLIP_IMAGE_URL_MAX_BYTES", IMAGE_MAX_BYTES))
+        deadline_s = limit_from_env("MS_CLIP_IMAGE_URL_DEADLINE_S", IMAGE_DEADLINE_S)
+        return fetch(url, max_bytes=max_bytes, deadline_s=deadline_s, timeout_s=timeout, what="image URL",
+                     hint="download the image and pass its path, or raise MS_CLIP_IMAGE_URL_MAX_BYTES / "
+                          "MS_CLIP_IMAGE_URL_DEADLINE_S")
+    except DownloadLimitError as exc:
+        raise ImageLoadError(str(exc)) from None
     except urllib.error.HTTPError as exc:
         raise ImageLoadError(f"Could not download image {url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, DNS, timeout, malformed URL
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # refused, DNS, per-read timeout, malformed URL, connection cut short (IncompleteRead)
         reason = getattr(exc, "reason", exc)
         raise ImageLoadError(f"Could not download image {url}: {reason}") from exc
 

@@ -7,7 +7,7 @@ Two entry points:
 * ``CLIPTokenizer`` with MindFormers' interface: ``tok(text, max_length=77, padding="max_length",
   return_tensors="ms")`` -> ``{"input_ids", "attention_mask"}``.
 
-The algorithm follows the reference ``simple_tokenizer.py`` (see shared/reference/clip-facts.md §3):
+The algorithm follows OpenAI's ``clip/simple_tokenizer.py`` (open_clip's ``tokenizer.py`` is the same):
 ftfy -> html-unescape twice -> whitespace clean -> lower-case -> split with the CLIP regex ->
 UTF-8 bytes mapped to printable characters -> BPE with the first 48,894 merges of
 ``bpe_simple_vocab_16e6.txt.gz``. This module deliberately imports neither torch nor mindspore

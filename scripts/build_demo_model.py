@@ -3,7 +3,7 @@
 
     python scripts/build_demo_model.py [--work_dir ./output/build_demo_model] [--epochs 10] [--no_install]
 
-1. writes the shapes world (``ms_clip.data.shapes_world``): image-caption pairs in the Flickr8k layout
+1. writes the shapes world (``ms_clip.demo.shapes_world``): image-caption pairs in the Flickr8k layout
    and a held-out CIFAR-100-format test set of the 12 shape classes;
 2. trains ``clip_tiny_shapes`` from random init through ms_clip's own CLI
    (``run_mindformer.py --run_mode train`` with ``configs/clip/run_clip_tiny_shapes_pretrain_demo.yaml``);
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from ms_clip.data.shapes_world import write_shapes_world
+    from ms_clip.demo.shapes_world import write_shapes_world
 
     start = time.time()
     work = os.path.abspath(args.work_dir)

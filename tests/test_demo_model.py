@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from ms_clip.data.shapes_world import (WORLD_SHAPES, write_sample_images, write_shapes_cifar100,
+from ms_clip.demo.shapes_world import (WORLD_SHAPES, write_sample_images, write_shapes_cifar100,
                                        write_shapes_world)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -69,7 +69,7 @@ def _summary(out):
 
 @pytest.fixture(scope="module")
 def flickr(tmp_path_factory):
-    from ms_clip.data.synthetic import write_flickr8k
+    from ms_clip.demo.synthetic import write_flickr8k
 
     return write_flickr8k(str(tmp_path_factory.mktemp("synthetic")), n_images=80, seed=5, image_size=32,
                           split_fractions=(0.8, 0.05, 0.15))

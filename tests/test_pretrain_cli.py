@@ -45,7 +45,7 @@ def _metrics(path):
 
 @pytest.fixture(scope="module")
 def flickr(tmp_path_factory):
-    from ms_clip.data.synthetic import write_flickr8k
+    from ms_clip.demo.synthetic import write_flickr8k
 
     return write_flickr8k(str(tmp_path_factory.mktemp("synthetic")), n_images=N_IMAGES, seed=0, image_size=48)
 

@@ -12,7 +12,7 @@ from ms_clip.data.captions import (DataError, flatten_captions, load_caption_rec
                                    read_json_captions, read_table_captions)
 from ms_clip.data.pipeline import (ImageTransform, build_caption_dataset, build_image_dataset, epoch_order,
                                    pick_caption, shard_order)
-from ms_clip.data.synthetic import write_flickr8k
+from ms_clip.demo.synthetic import write_flickr8k
 from ms_clip.tokenizer import tokenize
 
 N_IMAGES = 60

@@ -160,7 +160,7 @@ def test_non_finite_loss_stops_without_touching_weights():
 
 @pytest.fixture(scope="module")
 def tiny_flickr(tmp_path_factory):
-    from ms_clip.data.synthetic import write_flickr8k
+    from ms_clip.demo.synthetic import write_flickr8k
 
     return write_flickr8k(str(tmp_path_factory.mktemp("flickr")), n_images=40, seed=1, image_size=32)
 

@@ -2,5 +2,6 @@
 
 ``captions`` reads Flickr8k, JSON and CSV/TSV/JSONL caption files into plain records;
 ``pipeline`` turns records into a sharded, shuffled, batched ``mindspore.dataset`` pipeline;
-``synthetic`` writes a small learnable image-caption world in the real Flickr8k layout.
+``classification`` reads (and writes, for tests) CIFAR pickles and image folders. Generated demo
+worlds live in ``ms_clip.demo``.
 """

@@ -12,7 +12,8 @@ parallel workers, fed by a ``SubsetSampler`` whose index list this module comput
 * **resume at a data position**: ``start_batch`` drops the batches an interrupted epoch already used;
 * **captions**: every epoch each image gets a fresh caption drawn from ``(seed, epoch, index)``.
   MindFormers' ``RandomChoiceTokenizerForward`` re-seeded NumPy on every call and so always picked
-  the 5th caption (mindformers-api.md §6); this depends on nothing but its arguments, in any worker.
+  the 5th caption (``np.random.seed(2022)`` then ``choice(5)`` is always 4); this draw depends on nothing
+  but its arguments, in any worker.
 
 One pipeline is built per epoch (cheap), which is what lets the epoch enter the caption and
 augmentation seeds without shared mutable state between workers.

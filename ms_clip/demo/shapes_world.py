@@ -1,6 +1,6 @@
 """The offline demo world: twelve shapes in eight colours, photographed in five styles, with varied captions.
 
-It extends ``ms_clip.data.synthetic`` (same colours, backgrounds and Flickr8k writer) so that a small
+It extends ``ms_clip.demo.synthetic`` (same colours, backgrounds and Flickr8k writer) so that a small
 CLIP trained on it for a few minutes learns something a zero-shot classifier can use:
 
 * every image shows one of :data:`WORLD_SHAPES` (the classes), in one colour, small or large,
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from ms_clip.data.classification import write_cifar100
-from ms_clip.data.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZES, World, _polygon, write_flickr8k
+from ms_clip.demo.synthetic import BACKGROUNDS, COLOURS, SHAPES, SIZES, World, _polygon, write_flickr8k
 
 logger = logging.getLogger(__name__)
 

@@ -157,7 +157,7 @@ def write_flickr8k(root: str, n_images: int = 600, seed: int = 0, image_size: in
     """Write ``n_images`` synthetic scenes in the real Flickr8k layout under ``root``; returns ``root/Flickr8k``.
 
     Deterministic in ``seed``. The train/dev/test split lists get ``split_fractions`` of the images.
-    ``world`` draws the scenes (default: this module's shapes; ``ms_clip.data.shapes_world`` has a richer one).
+    ``world`` draws the scenes (default: this module's shapes; ``ms_clip.demo.shapes_world`` has a richer one).
     """
     if n_images < 3:
         raise ValueError(f"n_images must be at least 3 (one per split), got {n_images}")

@@ -1,6 +1,6 @@
 """Class names and prompt templates for zero-shot classification (data only).
 
-Source: OpenAI CLIP ``data/prompts.md`` (../shared/reference/clip-facts.md §5). CIFAR-100 and
+Source: OpenAI CLIP's ``data/prompts.md`` (github.com/openai/CLIP). CIFAR-100 and
 CIFAR-10 share the same 18 templates. The CIFAR-100 names are torchvision's / the pickle's
 ``fine_label_names`` in the same (alphabetical) order with ``_`` replaced by a space.
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The distributed example at CLIP-tiny size on the CPU: 2 workers by default, minutes from scratch, e.g. on the
-# synthetic Flickr8k that `python -c "from ms_clip.data.synthetic import write_flickr8k; write_flickr8k('./synthetic')"`
+# synthetic Flickr8k that `python -c "from ms_clip.demo.synthetic import write_flickr8k; write_flickr8k('./synthetic')"`
 # writes:
 #   PYTHON=.venv/bin/python bash scripts/examples/clip_tiny_pretrain_on_flickr8k_distributed_cpu.sh \
 #       ./synthetic/Flickr8k ./output/clip_tiny_distributed --epochs 5 --batch_size 16

@@ -3,7 +3,7 @@
 #   bash scripts/examples/demo.sh [WORK_DIR]        (default ./output/demo; or set DEMO_DIR)
 #
 # 1. writes the shapes world: image-caption pairs in the real Flickr8k layout, a held-out test set of
-#    12 shape classes as real CIFAR-100 pickles, and a few sample images (ms_clip.data.shapes_world);
+#    12 shape classes as real CIFAR-100 pickles, and a few sample images (ms_clip.demo.shapes_world);
 # 2. a SHORT contrastive pretraining run of the demo architecture from scratch (run_mindformer.py
 #    --run_mode train), with image<->text retrieval evaluated before and after;
 # 3. zero-shot classification of the held-out set (--run_mode eval) by the shipped model clip_tiny_shapes
@@ -52,7 +52,7 @@ show() {
 step "1/5 writing the shapes world to $WORLD"
 "$PYTHON" - "$WORLD" "$N_IMAGES" <<'EOF'
 import sys
-from ms_clip.data.shapes_world import WORLD_SHAPES, write_shapes_world
+from ms_clip.demo.shapes_world import WORLD_SHAPES, write_shapes_world
 paths = write_shapes_world(sys.argv[1], n_images=int(sys.argv[2]), test_per_class=25, n_samples=6)
 print(f"  Flickr8k layout:      {paths['flickr8k']}  ({sys.argv[2]} images x 5 captions)")
 print(f"  CIFAR-100 test set:   {paths['cifar100']}  (25 held-out images x {len(WORLD_SHAPES)} classes)")
@@ -101,7 +101,7 @@ step "5/5 the pipeline API"
 "$PYTHON" - "$WORLD/samples" <<'EOF'
 import glob, os, sys
 from ms_clip import pipeline
-from ms_clip.data.shapes_world import WORLD_SHAPES
+from ms_clip.demo.shapes_world import WORLD_SHAPES
 
 classifier = pipeline("zero_shot_image_classification", model="clip_tiny_shapes",
                       candidate_labels=list(WORLD_SHAPES))
@@ -121,5 +121,6 @@ cat <<EOF
   zero-shot eval:    $WORK_DIR/zero_shot  (zero_shot_metrics.json, zero_shot_per_class_accuracy.csv)
   predictions:       $WORK_DIR/predict/results.txt
   logs of each step: $LOGS
-Next: docs/quickstart.md (real weights, Flickr8k / CIFAR-100, fine-tuning, distributed runs).
+Next: README.md, section "From the demo to real use" (real weights, Flickr8k / CIFAR-100, fine-tuning,
+distributed runs).
 EOF
