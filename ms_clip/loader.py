@@ -333,6 +333,8 @@ def model_for_run(run_config: Mapping[str, Any], model: Any = None, weights: Any
         # name while model.model_config or Trainer(model=...) says what is meant.
         if declared:
             _check_same_architecture(arch, declared[0][0], f"the weights {spec!r}", declared[0][1])
+            # Same network: build the declared config, so its training-only fields (dropouts, init) apply.
+            arch = declared[0][0]
     elif declared:
         arch, resolved = declared[0][0], None
     else:
