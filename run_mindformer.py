@@ -180,11 +180,12 @@ def _process_label() -> str:
 
 
 def _user_errors():
-    from ms_clip.models.config import ConfigError
-    from ms_clip.train.loop import NonFiniteLossError
+    """Errors printed as one line (exit 1): ms_clip's own user errors, plus the ValueError/FileNotFoundError
+    that argument checks raise. Anything else -- MindSpore's RuntimeErrors included -- is a bug and keeps its
+    traceback (MS_CLIP_DEBUG=1 keeps it for these too)."""
+    from ms_clip.errors import MsClipError
 
-    # Our errors all derive from ValueError (ConfigError, DataError, WeightsError, ImageLoadError).
-    return (ConfigError, ValueError, FileNotFoundError, NonFiniteLossError, RuntimeError)
+    return (MsClipError, ValueError, FileNotFoundError)
 
 
 if __name__ == "__main__":
