@@ -419,3 +419,155 @@ def test_out_of_bounds_view_and_truncated_storage_are_refused(tmp_path):
     assert "reaches element 98 of a storage of 77" in _convert_error(str(tmp_path / "oob.pt"))
     _zip_with(path, str(tmp_path / "short.pt"), lambda name, data: data[:-4] if "/data/" in name else data)
     assert "truncated" in _convert_error(str(tmp_path / "short.pt"))
+
+
+# ----------------------------------------------------------------------------- 3. bounded downloads
+
+import contextlib
+import http.server
+import threading
+import time
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """/endless: a body without Content-Length that never ends (the server gives up at SERVER_CAP bytes);
+    /drip: headers, then one body byte every DRIP_S s; /drip-headers: the status line itself dripped;
+    /huge: claims a 10 GB Content-Length."""
+
+    SERVER_CAP = 48 << 20  # so that code without a cap ends (and fails the test) instead of filling memory
+    DRIP_S = 0.25
+    DRIP_FOR_S = 8.0  # so that code without a total deadline ends (late) instead of hanging
+    sent = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _count(self, n: int) -> None:
+        _Hostile.sent[self.path] = _Hostile.sent.get(self.path, 0) + n
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        try:
+            if self.path == "/drip-headers":
+                for byte in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 200:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(self.DRIP_S)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            if self.path == "/huge":
+                self.send_header("Content-Length", str(10 << 30))
+            self.end_headers()
+            if self.path == "/endless":
+                chunk = b"\x89PNG" + b"\0" * ((1 << 16) - 4)
+                while _Hostile.sent.get(self.path, 0) < self.SERVER_CAP:
+                    self.wfile.write(chunk)
+                    self._count(len(chunk))
+            elif self.path == "/drip":
+                stop = time.monotonic() + self.DRIP_FOR_S
+                while time.monotonic() < stop:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    self._count(1)
+                    time.sleep(self.DRIP_S)
+            elif self.path == "/huge":
+                self.wfile.write(b"\0" * (1 << 16))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@contextlib.contextmanager
+def _hostile_server():
+    _Hostile.sent = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_predict_url_with_endless_body_stops_at_the_cap(monkeypatch):
+    from ms_clip.processor import ImageLoadError, load_image
+
+    monkeypatch.setenv("MS_CLIP_IMAGE_URL_MAX_BYTES", str(1 << 20))
+    with _hostile_server() as base:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError) as info:
+            load_image(f"{base}/endless")
+        elapsed = time.monotonic() - start
+        sent = _Hostile.sent.get("/endless", 0)
+    message = _one_line(info.value)
+    assert f"{base}/endless" in message and "1.0 MiB limit" in message and "MS_CLIP_IMAGE_URL_MAX_BYTES" in message
+    assert elapsed < 5 and sent < 8 << 20, (elapsed, sent)  # the server got no further than a few buffers
+
+
+def test_predict_url_that_drips_fails_within_the_deadline(monkeypatch):
+    from ms_clip.processor import ImageLoadError, load_image
+
+    monkeypatch.setenv("MS_CLIP_IMAGE_URL_DEADLINE_S", "2")
+    with _hostile_server() as base:
+        for path in ("/drip", "/drip-headers"):
+            start = time.monotonic()
+            with pytest.raises(ImageLoadError) as info:
+                load_image(f"{base}{path}", timeout=1.0)  # per read: never trips, a byte comes every 0.25 s
+            elapsed = time.monotonic() - start
+            message = _one_line(info.value)
+            assert f"{base}{path}" in message and "2 s total deadline" in message, message
+            assert "MS_CLIP_IMAGE_URL_DEADLINE_S" in message
+            assert 1.9 < elapsed < 2.6, (path, elapsed)
+
+
+def test_fetch_memory_is_bounded_and_content_length_is_checked_first():
+    import tracemalloc
+
+    from ms_clip.net import DownloadLimitError, fetch
+
+    with _hostile_server() as base:
+        tracemalloc.start()
+        with pytest.raises(DownloadLimitError, match="4.0 MiB limit"):
+            fetch(f"{base}/endless", max_bytes=4 << 20, deadline_s=30)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 6 << 20, peak
+        start = time.monotonic()
+        with pytest.raises(DownloadLimitError, match=r"Content-Length 10240.0 MiB"):
+            fetch(f"{base}/huge", max_bytes=4 << 20, deadline_s=30)
+        assert time.monotonic() - start < 2
+
+
+def test_weights_download_is_bounded(tmp_path):
+    from ms_clip.hub import HubError, download_url
+
+    with _hostile_server() as base:
+        dest = tmp_path / "ViT.pt"
+        with pytest.raises(HubError, match="2.0 MiB limit"):
+            download_url(f"{base}/endless", str(dest), "0" * 64, max_bytes=2 << 20)
+        start = time.monotonic()
+        with pytest.raises(HubError, match="1.5 s total deadline"):
+            download_url(f"{base}/drip", str(dest), "0" * 64, timeout=1.0, deadline_s=1.5)
+        assert time.monotonic() - start < 2.1
+    assert os.listdir(tmp_path) == []  # no partial file left behind
+
+
+def test_normal_downloads_are_unchanged(tmp_path):
+    import hashlib
+
+    from PIL import Image
+
+    from _helpers_http import serve_directory
+    from ms_clip.hub import download_url
+    from ms_clip.processor import load_image
+
+    Image.new("RGB", (7, 5), (10, 200, 30)).save(tmp_path / "a.png")
+    payload = os.urandom(300_000)
+    (tmp_path / "w.pt").write_bytes(payload)
+    out = tmp_path / "out"
+    out.mkdir()
+    with serve_directory(str(tmp_path)) as base:
+        image = load_image(f"{base}/a.png")
+        assert image.size == (7, 5) and image.getpixel((0, 0)) == (10, 200, 30)
+        dest = download_url(f"{base}/w.pt", str(out / "w.pt"), hashlib.sha256(payload).hexdigest())
+    assert (out / "w.pt").read_bytes() == payload and dest == str(out / "w.pt")
