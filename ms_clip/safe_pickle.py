@@ -75,9 +75,15 @@ def numpy_globals() -> Dict[Tuple[str, str], Any]:
     return table
 
 
+class PickledOrderedDict(dict):
+    """Stands in for ``collections.OrderedDict`` (dicts keep order). A subclass rather than ``dict``
+    because pickled OrderedDicts may carry instance attributes, e.g. the ``_metadata`` that
+    ``nn.Module.state_dict()`` attaches, which BUILD restores into ``__dict__``."""
+
+
 # Plain containers that some writers pickle by reference (protocol-2 OrderedDict, sets, ...).
 _BUILTIN_GLOBALS: Dict[Tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): dict,  # order is kept by dict; no OrderedDict methods are needed
+    ("collections", "OrderedDict"): PickledOrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "bytearray"): bytearray,

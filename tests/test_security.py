@@ -263,6 +263,18 @@ def test_views_offsets_shared_storages_and_16_bit_floats(tmp_path):
     assert dtypes["uint16"] == "uint16" and tensors["uint16"].tolist() == [1, 65535]
 
 
+def test_module_state_dict_with_metadata(tmp_path):
+    """nn.Module.state_dict() is an OrderedDict carrying a _metadata attribute (HF pytorch_model.bin)."""
+    from ms_clip.torchfile import read_torch_checkpoint
+
+    torch = _torch()
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    path = str(tmp_path / "pytorch_model.bin")
+    torch.save(module.state_dict(), path)
+    tensors, dtypes, _ = read_torch_checkpoint(path)
+    _assert_bit_identical(tensors, dtypes, torch.load(path, weights_only=True))
+
+
 def test_training_checkpoint_wrappers_are_removed(tmp_path):
     from ms_clip.torchfile import read_torch_checkpoint
 
