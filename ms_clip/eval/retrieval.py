@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from ms_clip.features import l2_normalize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["retrieval_metrics", "chance_recall", "format_metrics", "TIES"]
+__all__ = ["retrieval_metrics", "chance_recall", "format_metrics", "TIES", "multi_positive_metrics",
+           "multi_positive_chance"]
 
 # How retrieval_metrics counts candidates that score exactly as much as the correct one.
 TIES = ("expected", "pessimistic")
@@ -135,3 +136,125 @@ def format_metrics(metrics: Dict[str, float]) -> str:
         keys = sorted((k for k in metrics if k.startswith(direction + "_R@")), key=lambda k: int(k.split("@")[1]))
         parts.append(label + " " + " ".join(f"R@{k.split('@')[1]} {100 * metrics[k]:.2f}" for k in keys))
     return " | ".join(parts) + f" | mean recall {100 * metrics['mean_recall']:.2f}"
+
+
+# --------------------------------------------------------------------------- several correct items per query
+
+
+def _relation_lists(text_images: Sequence[Sequence[int]], num_images: int) -> List[np.ndarray]:
+    out = []
+    for t, images in enumerate(text_images):
+        ids = np.unique(np.asarray(list(images), dtype=np.int64))
+        if len(ids) == 0:
+            raise ValueError(f"text {t} has no correct image")
+        if ids.min() < 0 or ids.max() >= num_images:
+            raise ValueError(f"text {t}: image indices must be in [0, {num_images}), got {list(images)}")
+        out.append(ids)
+    return out
+
+
+def multi_positive_metrics(image_features: np.ndarray, text_features: np.ndarray,
+                           text_images: Sequence[Sequence[int]], ks: Sequence[int] = (1, 5, 10),
+                           ties: str = "expected", chunk: int = 512) -> Dict[str, float]:
+    """Recall@k both ways as Chinese-CLIP's evaluation defines it, where a text may have several correct images.
+
+    Chinese-CLIP (``cn_clip/eval``: ``make_topk_predictions.py`` + ``evaluation.py`` for text->image,
+    ``transform_ir_annotation_to_tr.py`` + ``make_topk_predictions_tr.py`` + ``evaluation_tr.py`` for
+    image->text) scores every text against every image of the split (cosine, unit features):
+
+    * text->image R@k: a text is a hit if **any** of its correct images is among the k best images;
+      the mean over all texts;
+    * image->text R@k: over the images that some text names, a hit if any of the texts naming it is
+      among the k best texts; the mean over those images.
+
+    ``<direction>_mean_recall`` is the mean of R@1/5/10 of one direction (what ``evaluation.py``
+    reports as its score), ``mean_recall`` the mean of all six (Chinese-CLIP's "MR"). Fractions in [0, 1].
+
+    Ties: Chinese-CLIP's top-k is a stable sort, so among equal scores the item listed first wins.
+    Here ties never count in the model's favour, exactly as in ``retrieval_metrics`` (``ties``:
+    "expected" or "pessimistic"); without exact ties the numbers equal Chinese-CLIP's.
+
+    Args:
+        image_features, text_features: [N_img, D], [N_txt, D] (normalised here).
+        text_images: for each text, the indices of its correct images.
+        chunk: texts scored per matrix product (bounds memory: chunk x N_img float64).
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    images, texts = l2_normalize(image_features), l2_normalize(text_features)
+    if len(text_images) != len(texts):
+        raise ValueError(f"text_images has {len(text_images)} entries for {len(texts)} texts")
+    positives = _relation_lists(text_images, len(images))
+    n_img, n_txt = len(images), len(texts)
+    # Identical rows must score identically (see _scores): every distinct (text row, image row) pair is
+    # computed exactly once, chunk by chunk over the distinct text rows.
+    unique_images, image_of = np.unique(images, axis=0, return_inverse=True)
+    unique_texts, text_of = np.unique(texts, axis=0, return_inverse=True)
+    image_of, text_of = np.ravel(image_of), np.ravel(text_of)
+    members = [[] for _ in range(len(unique_texts))]
+    for t, u in enumerate(text_of):
+        members[u].append(t)
+
+    def score_rows():
+        """(original text indices, their score rows [b, N_img]) for every text, in chunks."""
+        for start in range(0, len(unique_texts), chunk):
+            block = (unique_texts[start:start + chunk] @ unique_images.T)[:, image_of]
+            rows = [(t, j) for j in range(len(block)) for t in members[start + j]]
+            yield np.array([t for t, _ in rows], np.int64), block[[j for _, j in rows]]
+
+    # Pass 1: text -> image counts, and each image's best score among the texts naming it.
+    t2i = np.zeros((3, n_txt), np.int64)  # higher, own tied, other tied
+    best_own = np.full(n_img, -np.inf)
+    for idx, block in score_rows():
+        for r, t in enumerate(idx):
+            row, pos = block[r], positives[t]
+            best = row[pos].max()
+            t2i[0, t] = int((row > best).sum())
+            own = int((row[pos] == best).sum())
+            t2i[1, t], t2i[2, t] = own, int((row == best).sum()) - own
+            np.maximum.at(best_own, pos, row[pos])
+    # Pass 2: image -> text counts against each image's best own text.
+    has_text = np.isfinite(best_own)
+    higher = np.zeros(n_img, np.int64)
+    tied = np.zeros(n_img, np.int64)
+    own_tied = np.zeros(n_img, np.int64)
+    for idx, block in score_rows():
+        higher += (block > best_own[None, :]).sum(axis=0)
+        tied += (block == best_own[None, :]).sum(axis=0)
+        for r, t in enumerate(idx):
+            pos = positives[t]
+            own_tied[pos] += (block[r, pos] == best_own[pos])
+    # No own text scores above best_own, so every text counted in `higher` is another image's.
+    out: Dict[str, float] = {}
+    for k in ks:
+        hits = _hit_rate(higher, own_tied, tied - own_tied, k, ties)
+        out[f"image_to_text_R@{k}"] = float(np.mean(hits[has_text])) if has_text.any() else 0.0
+    for k in ks:
+        out[f"text_to_image_R@{k}"] = float(np.mean(_hit_rate(t2i[0], t2i[1], t2i[2], k, ties)))
+    for direction in ("image_to_text", "text_to_image"):
+        out[f"{direction}_mean_recall"] = float(np.mean([out[f"{direction}_R@{k}"] for k in ks]))
+    out["mean_recall"] = float(np.mean([out[f"{d}_R@{k}"] for d in ("image_to_text", "text_to_image") for k in ks]))
+    out["num_images"] = int(n_img)
+    out["num_texts"] = int(n_txt)
+    return out
+
+
+def multi_positive_chance(num_images: int, text_images: Sequence[Sequence[int]],
+                          ks: Sequence[int] = (1, 5, 10)) -> Dict[str, float]:
+    """Expected ``multi_positive_metrics`` of random features (= its value for identical features)."""
+    positives = _relation_lists(text_images, num_images)
+    per_image = np.zeros(num_images, np.int64)
+    for pos in positives:
+        per_image[pos] += 1
+    n_txt = len(positives)
+    out: Dict[str, float] = {}
+    for k in ks:
+        named = per_image[per_image > 0]
+        out[f"image_to_text_R@{k}"] = float(np.mean([
+            1.0 if k >= n_txt else 1.0 - math.comb(n_txt - c, k) / math.comb(n_txt, k) for c in named]))
+    for k in ks:
+        out[f"text_to_image_R@{k}"] = float(np.mean([
+            1.0 if k >= num_images else 1.0 - math.comb(num_images - len(p), k) / math.comb(num_images, k)
+            for p in positives]))
+    out["mean_recall"] = float(np.mean([v for key, v in out.items() if "_R@" in key]))
+    return out
