@@ -41,7 +41,8 @@ from ms_clip.data.timing import InputWaitMeter
 logger = logging.getLogger(__name__)
 
 __all__ = ["Tokenizer", "ImageEncoder", "TextEncoder", "image_encoder", "text_encoder", "clip_tokenizer",
-           "as_tokenizer", "encode_images", "encode_token_ids", "encode_texts", "l2_normalize"]
+           "as_tokenizer", "encode_images", "encode_token_ids", "encode_texts", "l2_normalize", "is_chinese_clip",
+           "model_context_length", "tokenizer_for_model", "caption_tokenizer_for_model"]
 
 # texts -> token ids, an int array [N, L]. L is fixed by the tokenizer (CLIP: its context length).
 Tokenizer = Callable[[Sequence[str]], np.ndarray]
@@ -236,11 +237,69 @@ def encode_texts(model: nn.Cell, texts: Sequence[str], tokenizer: Optional[Token
                  *, normalize: bool = False, progress: Optional[str] = None) -> np.ndarray:
     """Text features float32 [N, E] of ``texts``: ``encode_token_ids(model, tokenizer(texts), ...)``.
 
-    ``tokenizer``: texts -> int array [N, L]; default CLIP's tokenizer at the model's context
-    length (``model.context_length``, else 77). Wrap other tokenizers with ``as_tokenizer``.
+    ``tokenizer``: texts -> int array [N, L]; default the model's own (``tokenizer_for_model``: CLIP's
+    BPE at the model's context length, Chinese-CLIP's WordPiece). Wrap other tokenizers with ``as_tokenizer``.
     """
     texts = list(texts)
     if not texts:
         return np.zeros((0, _width(model)), np.float32)
-    tokenizer = tokenizer or clip_tokenizer(int(getattr(model, "context_length", None) or 77))
+    tokenizer = tokenizer or tokenizer_for_model(model)
     return encode_token_ids(model, tokenizer(texts), batch_size, normalize=normalize, progress=progress)
+
+
+def is_chinese_clip(model_or_config: Any) -> bool:
+    """Whether a model (or its config) is a Chinese-CLIP (BERT text tower, WordPiece tokenizer, squash resize)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    try:
+        from ms_clip.models.chinese_clip import ChineseCLIPConfig
+    except ImportError:  # a build without the Chinese-CLIP family
+        return False
+    return isinstance(config, ChineseCLIPConfig)
+
+
+def model_context_length(model: nn.Cell, default: int = 77) -> int:
+    """Token ids per text the model takes: ``config.context_length`` (Chinese-CLIP), else the text tower's
+    ``max_position_embeddings`` (CLIP), else ``model.context_length``, else ``default``."""
+    config = getattr(model, "config", None)
+    for value in (getattr(config, "context_length", None),
+                  getattr(getattr(config, "text_config", None), "max_position_embeddings", None),
+                  getattr(model, "context_length", None)):
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def tokenizer_for_model(model: nn.Cell, context_length: Optional[int] = None) -> Tokenizer:
+    """The model's own tokenizer as a ``Tokenizer`` (texts -> int32 [N, L]).
+
+    CLIP: OpenAI's BPE at ``context_length`` (default: the model's). Chinese-CLIP: its WordPiece
+    tokenizer (``ms_clip.get_tokenizer`` on the model's config) after Chinese-CLIP's text normalisation
+    (lower case, curly quotes to '"': ``ms_clip.data.chinese_clip.preprocess_text``), which its
+    training, retrieval and zero-shot code all apply before tokenizing.
+    """
+    length = int(context_length or model_context_length(model))
+    if not is_chinese_clip(model):
+        return clip_tokenizer(length)
+    from ms_clip.data.chinese_clip import preprocess_text
+    from ms_clip.loader import get_tokenizer
+
+    base = get_tokenizer(model.config)
+    if length != model_context_length(model):
+        raise ValueError(f"context length {length} differs from the model's {model_context_length(model)}; "
+                         f"Chinese-CLIP's position embeddings and tokenizer fix it")
+
+    def tokenizer(texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(base([preprocess_text(str(t)) for t in texts]), dtype=np.int32)
+
+    return tokenizer
+
+
+def caption_tokenizer_for_model(model: nn.Cell, context_length: Optional[int] = None) -> Callable[..., np.ndarray]:
+    """``tokenizer_for_model`` with ``tokenize``'s signature (``texts, context_length=...``), as the caption
+    pipeline (``ms_clip.data.pipeline.CaptionSource``) calls it."""
+    tokenizer = tokenizer_for_model(model, context_length)
+
+    def tokenize(texts: Sequence[str], context_length: Optional[int] = None) -> np.ndarray:
+        return tokenizer(list(texts))
+
+    return tokenize

@@ -1008,7 +1008,8 @@ def check_against_model(run_config: RunConfig, model_config: Any) -> None:
     vision = getattr(model_config, "vision_config", None)
     text = getattr(model_config, "text_config", None)
     image_size = getattr(vision, "image_size", None)
-    context_length = getattr(text, "max_position_embeddings", None)
+    # Chinese-CLIP tokenizes to config.context_length (52), far below its BERT's 512 positions.
+    context_length = getattr(model_config, "context_length", None) or getattr(text, "max_position_embeddings", None)
     _compare(run_config, image_size, context_length, "the model")
     # Keys left at their defaults follow the model (e.g. 32 px and 32 tokens for clip_tiny_shapes).
     if image_size is not None:

@@ -37,7 +37,7 @@ from ms_clip.processor import CLIP_MEAN, CLIP_STD, CLIPTrainTransform, ImageLoad
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageTransform", "image_transform_from_config", "read_image", "CaptionSource", "ImageSource",
+__all__ = ["ImageTransform", "image_transform_from_config", "read_image", "open_record_image", "CaptionSource", "ImageSource",
            "epoch_order", "shard_order", "steps_per_epoch", "build_caption_dataset", "build_image_dataset",
            "pick_caption", "surface_source_errors", "dataset_options", "apply_dataset_settings", "caption_tokenizer"]
 
@@ -50,6 +50,15 @@ def read_image(path: str) -> Image.Image:
         return load_image(path)
     except ImageLoadError as err:
         raise DataError(str(err)) from None
+
+
+def open_record_image(records: CaptionRecords, index: int) -> Image.Image:
+    """Record ``index``'s image: from the records' own store when they have one (``load_image``, e.g.
+    Chinese-CLIP's base64 TSV/LMDB images, decoded in memory), else from its file."""
+    load = getattr(records, "load_image", None)
+    if load is not None:
+        return load(index)
+    return read_image(records.image_paths[index])
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,27 @@ class ImageTransform:
     ratio: Tuple[float, float] = (3 / 4, 4 / 3)
     mean: Tuple[float, ...] = CLIP_MEAN
     std: Tuple[float, ...] = CLIP_STD
+    # "crop": shorter side to `size`, then center crop (OpenAI). "squash": bicubic resize to size x size
+    # without cropping (Chinese-CLIP's Resize((R, R)); a YAML Resize with a two-value size and no CenterCrop).
+    resize: str = "crop"
 
     def __call__(self, img: Image.Image, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         if self.random_crop:
             crop = CLIPTrainTransform(self.size, self.scale, self.ratio, self.mean, self.std,
                                       seed=rng if rng is not None else np.random.default_rng())
             return crop(img)
+        if self.resize == "squash":
+            return _squash(img, self.size, self.mean, self.std)
         return preprocess(img, self.size, self.mean, self.std)
+
+
+def _squash(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Chinese-CLIP's evaluation transform: Resize((size, size), bicubic) -> RGB -> /255 -> normalize."""
+    from ms_clip.processor import _finish, _Normalizer
+
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    return _finish(img, _Normalizer(mean, std))
 
 
 _TRANSFORM_TYPES = ("Resize", "CenterCrop", "RandomResizedCrop", "ToTensor", "Normalize", "ToPIL",
@@ -83,6 +106,7 @@ def image_transform_from_config(transforms: Optional[Sequence[Any]], default_siz
     """Read MindFormers' ``transforms`` list (Resize/CenterCrop/RandomResizedCrop/ToTensor/Normalize)."""
     size, random_crop, scale, ratio = default_size, False, (0.9, 1.0), (3 / 4, 4 / 3)
     mean, std = CLIP_MEAN, CLIP_STD
+    squash, center_crop = False, False
     for i, item in enumerate(transforms or []):
         item = {"type": item} if isinstance(item, str) else dict(item)
         kind = item.get("type")
@@ -91,6 +115,13 @@ def image_transform_from_config(transforms: Optional[Sequence[Any]], default_siz
         if kind in ("Resize", "CenterCrop", "RandomResizedCrop", "BatchResize", "BatchCenterCrop"):
             value = item.get("size", item.get("image_resolution", size))
             size = int(value[0] if isinstance(value, (list, tuple)) else value)
+            if kind in ("Resize", "BatchResize") and isinstance(value, (list, tuple)):
+                # torchvision's Resize((h, w)) resizes to exactly h x w: no aspect ratio kept.
+                if len(value) != 2 or int(value[0]) != int(value[1]):
+                    raise DataError(f"{where}[{i}]: Resize size {list(value)}: expected one number (shorter side) "
+                                    f"or two equal numbers (square resize without crop)")
+                squash = True
+            center_crop = center_crop or kind in ("CenterCrop", "BatchCenterCrop")
         if kind == "RandomResizedCrop":
             random_crop = True
             scale = tuple(item.get("scale", scale))
@@ -101,7 +132,8 @@ def image_transform_from_config(transforms: Optional[Sequence[Any]], default_siz
             # MindFormers writes 0..255 means when ToTensor is absent; ours always work on 0..1 pixels.
             if max(mean) > 1.0:
                 mean, std = tuple(m / 255 for m in mean), tuple(s / 255 for s in std)
-    return ImageTransform(size, random_crop, scale, ratio, mean, std)
+    return ImageTransform(size, random_crop, scale, ratio, mean, std,
+                          resize="squash" if squash and not center_crop else "crop")
 
 
 # --------------------------------------------------------------------------- ordering
@@ -193,7 +225,7 @@ class CaptionSource:
             i = (index + offset) % n
             path = self.records.image_paths[i]
             try:
-                img = read_image(path)
+                img = open_record_image(self.records, i)
             except DataError as err:
                 self.bad.handle(err, path)
                 continue
@@ -227,7 +259,7 @@ class ImageSource:
     def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         path = self.records.image_paths[int(index)]
         try:
-            return self.transform(read_image(path)), np.array(1, np.int32)
+            return self.transform(open_record_image(self.records, int(index))), np.array(1, np.int32)
         except DataError as err:
             try:
                 self.bad.handle(err, path)

@@ -32,9 +32,14 @@ class CaptionLoaderSection(Section):
     # Flickr8kDataLoader: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg + Flickr8k_text/.
     # JsonCaptionDataLoader (ours): <dataset_dir>/{en_train,en_val}.json lists of {"image", "caption": [...]}.
     # CsvCaptionDataLoader (ours): a .csv/.tsv/.jsonl file with one image path and caption(s) per row.
+    # ChineseCLIPDataLoader (ours): Chinese-CLIP's <dataset_dir>/{stage}_imgs.tsv + {stage}_texts.jsonl, or
+    # its LMDB folders (<dataset_dir>/lmdb/{stage}/{imgs,pairs}); see ms_clip.data.chinese_clip.
     type: str = "Flickr8kDataLoader"
     dataset_dir: str = "./checkpoint_download/Flickr8k"
-    stage: str = "train"  # Flickr8k: train | dev | test | all; JSON: train | val (dev/test read en_val.json)
+    stage: str = "train"  # Flickr8k: train | dev | test | all; JSON: train | val (dev/test read en_val.json);
+    #                       Chinese-CLIP: train | valid | test
+    # Ours, ChineseCLIPDataLoader: auto (tsv if {stage}_imgs.tsv and {stage}_texts.jsonl exist, else lmdb) | tsv | lmdb.
+    format: str = "auto"
     column_names: List[str] = field(default_factory=lambda: ["image", "text"])
     shuffle: Optional[bool] = None  # Ours. None: shuffle for training, not for evaluation
     # Ours, JSON/CSV layouts: an explicit annotation file (default: picked from stage; for CSV, '{stage}'
@@ -96,7 +101,8 @@ class RetrievalMetricSection(Section):
     recall_k: List[int] = field(default_factory=lambda: [1, 5, 10])
 
 
-CAPTION_LOADERS = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader")
+CAPTION_LOADERS = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader", "ChineseCLIPDataLoader")
+CHINESE_CLIP_STAGES = ("train", "valid", "test", "val", "dev")
 
 
 @section
@@ -132,6 +138,11 @@ class PretrainRunConfig(RunConfig):
             if loader.type == "CsvCaptionDataLoader":
                 key = "annotation_file" if loader.annotation_file else "dataset_dir"
                 _check_stage_template(f"{name}.data_loader.{key}", loader[key])
+            if loader.format not in ("auto", "tsv", "lmdb"):
+                raise RunConfigError(f"{name}.data_loader.format: expected auto, tsv or lmdb, got {loader.format!r}")
+            if loader.type == "ChineseCLIPDataLoader" and loader.stage not in CHINESE_CLIP_STAGES:
+                raise RunConfigError(f"{name}.data_loader.stage: Chinese-CLIP's splits are train, valid and test, got "
+                                     f"{loader.stage!r}")
         if self.metric.type != "ImageTextRetrieval":
             raise RunConfigError(f"metric.type: expected 'ImageTextRetrieval', got {self.metric.type!r}")
         if not self.metric.recall_k or any(k < 1 for k in self.metric.recall_k):
@@ -181,11 +192,18 @@ def checkpoint_options(config: PretrainRunConfig) -> Dict[str, Any]:
 
 
 def _image_transform(section: Dict[str, Any], model, where: str):
+    import dataclasses
+
     from ms_clip.data.captions import DataError
     from ms_clip.data.pipeline import image_transform_from_config
+    from ms_clip.features import is_chinese_clip
 
     size = model.config.vision_config.image_size
     transform = image_transform_from_config(section.get("transforms"), size, f"{where}.transforms")
+    if not section.get("transforms") and is_chinese_clip(model):
+        # No transforms listed: the model's own preprocessing, which for Chinese-CLIP is a bicubic
+        # resize to size x size without crop (cn_clip's Resize((R, R))).
+        transform = dataclasses.replace(transform, resize="squash")
     if transform.size != size:
         raise DataError(f"{where}.transforms resize images to {transform.size} px but the model takes "
                         f"{size} px (model.model_config.vision_config.image_size); make them equal")
@@ -200,6 +218,11 @@ def _records(section: Dict[str, Any], records, where: str):
             raise TypeError(f"{where}: expected a dataset path or ms_clip.data.captions.CaptionRecords, got "
                             f"{type(records).__name__}")
         return records
+    if section["data_loader"]["type"] == "ChineseCLIPDataLoader":
+        from ms_clip.data.chinese_clip import load_chinese_clip_records
+
+        # Training visits every (text, image) pair; evaluation scores every text against every image.
+        return load_chinese_clip_records(section["data_loader"], "train" if where == "train_dataset" else "eval")
     return load_caption_records(section["data_loader"])
 
 
@@ -216,11 +239,10 @@ def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel
     ``distributed`` = (rank, world_size): each rank encodes a contiguous slice of the images and of the
     captions, the features are all-gathered in order, and every rank computes the same metrics.
     """
-    from ms_clip.data.captions import flatten_captions
     from ms_clip.data.pipeline import build_image_dataset
     from ms_clip.distributed import gather_rows
-    from ms_clip.eval.retrieval import retrieval_metrics
-    from ms_clip.features import clip_tokenizer, encode_images, encode_texts
+    from ms_clip.eval.retrieval import multi_positive_metrics, retrieval_metrics
+    from ms_clip.features import encode_images, encode_texts, tokenizer_for_model
 
     rank, world_size = distributed or (0, 1)
     width = model.config.projection_dim
@@ -241,21 +263,38 @@ def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel
         ok = np.concatenate(oks).astype(bool)
     image_features = gather_rows(image_features.astype(np.float32), world_size)
     ok = gather_rows(ok, world_size)
-    texts, owners = flatten_captions(records)
-    owners = np.asarray(owners)
-    keep_text = ok[owners]
+    texts, positives = _retrieval_texts(records)
     if not ok.all():
-        logger.warning("retrieval: %d of %d images could not be read and are left out with their captions",
-                       int((~ok).sum()), len(ok))
+        logger.warning("retrieval: %d of %d images could not be read and are left out (with the texts that have no "
+                       "other correct image)", int((~ok).sum()), len(ok))
     remap = np.cumsum(ok) - 1
-    kept = [t for t, k in zip(texts, keep_text) if k]
+    kept, kept_positives = [], []
+    for text, images in zip(texts, positives):
+        readable = [int(remap[i]) for i in images if ok[i]]
+        if readable:
+            kept.append(text)
+            kept_positives.append(readable)
     my_texts = [kept[i] for i in np.array_split(np.arange(len(kept)), world_size)[rank]]
     text_features = np.zeros((0, width), np.float32)
     if my_texts:
-        text_features = encode_texts(model, my_texts, tokenizer or clip_tokenizer(context_length),
+        text_features = encode_texts(model, my_texts, tokenizer or tokenizer_for_model(model, context_length),
                                      batch_size=max(batch_size, 64))
     text_features = gather_rows(text_features.astype(np.float32), world_size)
-    return retrieval_metrics(image_features[ok], text_features, remap[owners[keep_text]], ks)
+    if getattr(records, "text_images", None) is not None:
+        # Chinese-CLIP's data: a text may have several correct images; its evaluation's definitions.
+        return multi_positive_metrics(image_features[ok], text_features, kept_positives, ks)
+    return retrieval_metrics(image_features[ok], text_features, [p[0] for p in kept_positives], ks)
+
+
+def _retrieval_texts(records) -> Tuple[List[str], List[List[int]]]:
+    """Every text to retrieve with and the record indices of its correct images: the records' own
+    ``texts``/``text_images`` when they carry them (Chinese-CLIP), else each caption with its image."""
+    from ms_clip.data.captions import flatten_captions
+
+    if getattr(records, "text_images", None) is not None:
+        return list(records.texts), [list(images) for images in records.text_images]
+    texts, owners = flatten_captions(records)
+    return list(texts), [[int(owner)] for owner in owners]
 
 
 def _eval_setup(model, config: Dict[str, Any], records=None, distributed: Optional[Tuple[int, int]] = None):
@@ -284,9 +323,15 @@ def evaluate(model, config: Dict[str, Any], eval_records=None,
     apply_dataset_settings(config.eval_dataset.prefetch_size, config.eval_dataset.numa_enable)
     run, records = _eval_setup(model, config, eval_records, distributed)
     metrics = run()
-    per_image = records.num_captions / max(1, len(records))
-    metrics["chance_mean_recall"] = chance_recall(metrics["num_images"], max(1, round(per_image)),
-                                                  (config.get("metric") or {}).get("recall_k") or (1, 5, 10))["mean_recall"]
+    ks = (config.get("metric") or {}).get("recall_k") or (1, 5, 10)
+    if getattr(records, "text_images", None) is not None:
+        from ms_clip.eval.retrieval import multi_positive_chance
+
+        metrics["chance_mean_recall"] = multi_positive_chance(len(records), records.text_images, ks)["mean_recall"]
+    else:
+        per_image = records.num_captions / max(1, len(records))
+        metrics["chance_mean_recall"] = chance_recall(metrics["num_images"], max(1, round(per_image)),
+                                                      ks)["mean_recall"]
     logger.info("retrieval on %s: %s", records.source, format_metrics(metrics))
     for key, value in metrics.items():
         logger.info("%s = %s", key, value)
@@ -359,6 +404,7 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
 
     from ms_clip.data.pipeline import dataset_options
     from ms_clip.eval.retrieval import format_metrics
+    from ms_clip.features import caption_tokenizer_for_model, is_chinese_clip
     from ms_clip.train.callbacks import MetricsLogger, ProgressBar, attach_log_file
     from ms_clip.train.checkpoint import CheckpointManager, remove_temp_files, resolve_resume
     from ms_clip.train.loop import (FitOptions, NonFiniteLossError, StepRunner, TrainingInterrupted, TrainState, fit,
@@ -380,6 +426,9 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
         records = _records(section, train_records, "train_dataset")
         transform = _image_transform(section, model, "train_dataset")
         pipeline = dataset_options(section)
+        if is_chinese_clip(model) and pipeline["tokenizer"] is None:
+            # The model's WordPiece tokenizer and Chinese-CLIP's text normalisation, not CLIP's BPE.
+            pipeline["tokenizer"] = caption_tokenizer_for_model(model, pipeline["context_length"])
         pipeline["num_parallel_workers"] = min(pipeline["num_parallel_workers"], os.cpu_count() or 1)
         shuffle = section["data_loader"]["shuffle"]
         pipeline["shuffle"] = True if shuffle is None else bool(shuffle)
