@@ -7,11 +7,14 @@ Accepted sources (the format is detected from the file, not trusted from the nam
   ``.safetensors`` (read without torch); ``module.`` prefixes and ``{"state_dict": ...}`` wrappers
   from training checkpoints are removed;
 * Hugging Face ``CLIPModel`` folders (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``);
+* Chinese-CLIP: ``cn_clip``'s released ``.pt`` files (``{"epoch", "step", "name", "state_dict":
+  {"module.<name>": fp16 tensor}}``; ``bert.pooler.*`` is dropped as ``cn_clip`` drops it) and HF
+  ``ChineseCLIPModel`` folders;
 * MindSpore ``.ckpt`` files with MindFormers' names (``gamma``/``beta``/``embedding_table``/``in_proj.weight``)
   or ms_clip's own names.
 
-Our model's parameter names are OpenAI's state-dict keys, so every source is first brought to
-OpenAI names; the architecture is inferred from tensor shapes (as OpenAI's ``build_model`` does)
+Our model's parameter names are the reference's state-dict keys (OpenAI's for CLIP, ``cn_clip``'s for
+Chinese-CLIP), so every source is first brought to those names (one rename table per source family); the architecture is inferred from tensor shapes (as OpenAI's ``build_model`` does)
 and the result is loaded *strictly* into a freshly built model, which raises on unused keys,
 unfilled parameters and shape mismatches before anything is written.
 
@@ -36,14 +39,16 @@ import numpy as np
 
 from ms_clip.errors import MsClipError
 from ms_clip.fileio import sha256_file
-from ms_clip.models import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, model_class_for
+from ms_clip.models import (BertConfig, ChineseCLIPConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig,
+                             model_class_for)
 from ms_clip.models.base import StrictConfig
 from ms_clip.registry import load_config, save_config
 from ms_clip.weights import WeightsError, assign_weights, read_checkpoint, save_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "infer_config", "sha256_file"]
+__all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "infer_config",
+           "infer_chinese_clip_config", "sha256_file"]
 
 # Entries in OpenAI's JIT archives that are not weights (build_model deletes them too).
 _OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
@@ -62,7 +67,7 @@ class SourceWeights:
 
     tensors: Dict[str, np.ndarray]
     dtypes: Dict[str, str]  # name -> source dtype ("float16", "bfloat16", ...)
-    fmt: str  # "openai-torchscript" | "state-dict" | "hf" | "mindspore"
+    fmt: str  # "openai-torchscript" | "state-dict" | "hf" | "mindspore" | "cn-clip" | "hf-chinese-clip"
     hf_config: Optional[Dict[str, Any]] = None
     dropped: List[str] = field(default_factory=list)
 
@@ -71,7 +76,7 @@ class SourceWeights:
 class ConvertResult:
     path: str  # the written .ckpt
     config_path: str  # the YAML beside it
-    config: CLIPConfig
+    config: StrictConfig  # CLIPConfig or ChineseCLIPConfig
     sha256: str  # of the .ckpt
     source_format: str
     source_dtypes: Dict[str, int]  # source dtype -> number of tensors
@@ -228,8 +233,12 @@ def read_source(path: str) -> SourceWeights:
     else:
         raise ConvertError(f"{path}: unknown source format; expected an OpenAI/open_clip .pt/.pth/.bin, a "
                            f".safetensors file, a MindSpore .ckpt or a Hugging Face CLIPModel folder")
-    if fmt == "state-dict" and any(k.startswith(("text_model.", "vision_model.")) for k in tensors):
+    if fmt in ("state-dict", "hf") and any(k.startswith(_HF_BERT_PREFIX) for k in tensors):
+        fmt = "hf-chinese-clip"  # an HF ChineseCLIPModel (folder or bare state dict): a BERT text_model
+    elif fmt == "state-dict" and any(k.startswith(("text_model.", "vision_model.")) for k in tensors):
         fmt = "hf"  # an HF state dict saved as a bare file; shapes still give the architecture
+    elif fmt == "state-dict" and any(k.startswith("bert.") for k in tensors):
+        fmt = "cn-clip"  # Chinese-CLIP's own checkpoint (module. prefix already removed by the reader)
     return _to_openai_names(tensors, dtypes, fmt, hf_config, path)
 
 
@@ -271,6 +280,20 @@ _MINDFORMERS_RENAMES: List[Tuple[str, str]] = [
 ]
 
 
+# Chinese-CLIP. cn_clip's own names are ours; its released files still carry the BERT pooler, which
+# cn_clip drops on load (create_model: `if "bert.pooler" not in k`) because the CLS hidden state, not
+# the pooler, is projected.
+_CN_CLIP_DROPPED = re.compile(r"^bert\.pooler\.")
+# HF ChineseCLIPModel -> cn_clip names. The vision side is HF CLIP's (_HF_RENAMES + q/k/v packing).
+_HF_BERT_PREFIX = "text_model.embeddings.word_embeddings."
+_HF_CHINESE_TEXT_RENAMES: List[Tuple[str, str]] = [
+    (r"^text_model\.(embeddings|encoder)\.", r"bert.\1."),
+]
+# Index buffers some HF versions save (position_ids, token_type_ids) and the text pooler, which HF's
+# ChineseCLIPModel does not have (add_pooling_layer=False) but older exports may carry.
+_HF_CHINESE_DROPPED = re.compile(r"^text_model\.(embeddings\.(position_ids|token_type_ids)$|pooler\.)")
+
+
 def _rename(name: str, rules: List[Tuple[str, str]]) -> Optional[str]:
     for pattern, repl in rules:
         new, n = re.subn(pattern, repl, name)
@@ -310,10 +333,36 @@ def _from_hf(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str], path: str):
     return out, out_dtypes, dropped
 
 
+def _from_hf_chinese_clip(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str], path: str):
+    """HF ChineseCLIPModel -> cn_clip names: text_model.* by its own table, the rest as HF CLIP."""
+    out, out_dtypes, dropped, rest, rest_dtypes = {}, {}, [], {}, {}
+    for name, arr in tensors.items():
+        if _HF_CHINESE_DROPPED.match(name):
+            dropped.append(name)
+        elif name.startswith("text_model."):
+            new = _rename(name, _HF_CHINESE_TEXT_RENAMES)
+            if new is None:
+                raise ConvertError(f"{path}: '{name}' is not part of an HF ChineseCLIPModel text model "
+                                   f"(expected text_model.embeddings.* / text_model.encoder.*)")
+            out[new], out_dtypes[new] = arr, dtypes[name]
+        else:
+            rest[name], rest_dtypes[name] = arr, dtypes[name]
+    vision, vision_dtypes, vision_dropped = _from_hf(rest, rest_dtypes, path)
+    out.update(vision)
+    out_dtypes.update(vision_dtypes)
+    return out, out_dtypes, dropped + vision_dropped
+
+
 def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceWeights:
     dropped: List[str] = []
     if fmt == "hf":
         tensors, dtypes, dropped = _from_hf(tensors, dtypes, path)
+    elif fmt == "hf-chinese-clip":
+        tensors, dtypes, dropped = _from_hf_chinese_clip(tensors, dtypes, path)
+    elif fmt == "cn-clip":
+        dropped = sorted(k for k in tensors if _CN_CLIP_DROPPED.match(k))
+        tensors = {k: v for k, v in tensors.items() if k not in dropped}
+        dtypes = {k: v for k, v in dtypes.items() if k not in dropped}
     elif fmt == "mindspore":
         renamed = {(_rename(k, _MINDFORMERS_RENAMES) or k): k for k in tensors}
         tensors = {new: tensors[old] for new, old in renamed.items()}
@@ -357,14 +406,9 @@ def _num_layers(tensors: Mapping[str, np.ndarray], prefix: str, path: str = "sou
     return len(indices)
 
 
-def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
-    """The architecture from tensor shapes (OpenAI's build_model rules); HF folders add config.json values.
-
-    OpenAI/open_clip files do not store head counts or the activation: heads = width // 64 and
-    QuickGELU, which is what every OpenAI checkpoint uses. Pass an explicit config to
-    ``convert_weight`` for other models (e.g. open_clip GELU models).
-    """
-    t = source.tensors
+def _infer_vision(t: Mapping[str, np.ndarray], hf_vision: Mapping[str, Any], path: str,
+                  head_width: int = 64) -> CLIPVisionConfig:
+    """OpenAI's ViT (``visual.*``) from shapes; an HF config.json's vision_config adds heads, activation, eps."""
     conv = _require(t, "visual.conv1.weight", path)
     vis_pos = _require(t, "visual.positional_embedding", path)
     vis_width, channels, patch = conv.shape[0], conv.shape[1], conv.shape[-1]
@@ -372,15 +416,36 @@ def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
     if grid * grid + 1 != vis_pos.shape[0]:
         raise ConvertError(f"{path}: visual.positional_embedding has {vis_pos.shape[0]} rows, expected a square "
                            f"grid + 1 class token")
+    vis_mlp = _require(t, "visual.transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
+    return CLIPVisionConfig(
+        hidden_size=vis_width, intermediate_size=vis_mlp,
+        num_hidden_layers=_num_layers(t, "visual.transformer.resblocks.", path),
+        num_attention_heads=hf_vision.get("num_attention_heads", max(vis_width // head_width, 1)),
+        image_size=grid * patch, patch_size=patch, num_channels=channels,
+        hidden_act=hf_vision.get("hidden_act", "quick_gelu"),
+        layer_norm_eps=hf_vision.get("layer_norm_eps", 1e-5),
+    )
+
+
+def infer_config(source: SourceWeights, path: str = "source") -> StrictConfig:
+    """The architecture from tensor shapes (OpenAI's build_model rules); HF folders add config.json values.
+
+    OpenAI/open_clip files do not store head counts or the activation: heads = width // 64 and
+    QuickGELU, which is what every OpenAI checkpoint uses. Pass an explicit config to
+    ``convert_weight`` for other models (e.g. open_clip GELU models). A source with a BERT text
+    tower (``bert.*``) is Chinese-CLIP (``infer_chinese_clip_config``).
+    """
+    t = source.tensors
+    if "bert.embeddings.word_embeddings.weight" in t:
+        return infer_chinese_clip_config(source, path)
+    hf = source.hf_config or {}
+    hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
+    vision = _infer_vision(t, hf_vision, path)
     text_width = _require(t, "ln_final.weight", path).shape[0]
     vocab, _ = _require(t, "token_embedding.weight", path).shape
     context = _require(t, "positional_embedding", path).shape[0]
     proj_dim = _require(t, "visual.proj", path).shape[1]
     text_mlp = _require(t, "transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
-    vis_mlp = _require(t, "visual.transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
-
-    hf = source.hf_config or {}
-    hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
     text = CLIPTextConfig(
         vocab_size=vocab, hidden_size=text_width, intermediate_size=text_mlp,
         num_hidden_layers=_num_layers(t, "transformer.resblocks.", path),
@@ -389,18 +454,51 @@ def infer_config(source: SourceWeights, path: str = "source") -> CLIPConfig:
         hidden_act=hf_text.get("hidden_act", "quick_gelu"),
         layer_norm_eps=hf_text.get("layer_norm_eps", 1e-5),
     )
-    vision = CLIPVisionConfig(
-        hidden_size=vis_width, intermediate_size=vis_mlp,
-        num_hidden_layers=_num_layers(t, "visual.transformer.resblocks.", path),
-        num_attention_heads=hf_vision.get("num_attention_heads", max(vis_width // 64, 1)),
-        image_size=grid * patch, patch_size=patch, num_channels=channels,
-        hidden_act=hf_vision.get("hidden_act", "quick_gelu"),
-        layer_norm_eps=hf_vision.get("layer_norm_eps", 1e-5),
-    )
     kwargs = {}
     if "logit_scale_init_value" in hf:
         kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=proj_dim, **kwargs)
+
+
+# cn_clip's ViT-H/14 uses 80-wide heads (model_configs/ViT-H-14.json "vision_head_width": 80, 16 heads of
+# 1280); every other released Chinese-CLIP ViT has OpenAI's 64.
+_CN_CLIP_VISION_HEAD_WIDTH = {1280: 80}
+# Text-config fields HF's ChineseCLIPTextConfig shares with our BertConfig (taken from config.json).
+_HF_BERT_FIELDS = ("num_attention_heads", "hidden_act", "layer_norm_eps", "pad_token_id", "hidden_dropout_prob",
+                   "attention_probs_dropout_prob", "initializer_range")
+
+
+def infer_chinese_clip_config(source: SourceWeights, path: str = "source") -> ChineseCLIPConfig:
+    """A ChineseCLIPConfig from tensor shapes; HF folders' config.json adds head counts, activations, eps.
+
+    cn_clip files store no head counts: BERT heads = hidden / 64 (RBT3, RoBERTa-wwm-ext-base: 12;
+    -large: 16, as cn_clip's model_configs/*.json say) and the vision head width is cn_clip's (64,
+    80 for ViT-H). Activations and eps are cn_clip's: exact GELU and 1e-12 in BERT, QuickGELU and
+    1e-5 in the ViT.
+    """
+    t = source.tensors
+    hf = source.hf_config or {}
+    hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
+    conv = _require(t, "visual.conv1.weight", path)
+    vision = _infer_vision(t, hf_vision, path, head_width=_CN_CLIP_VISION_HEAD_WIDTH.get(conv.shape[0], 64))
+    vocab, width = _require(t, "bert.embeddings.word_embeddings.weight", path).shape
+    positions = _require(t, "bert.embeddings.position_embeddings.weight", path).shape[0]
+    types = _require(t, "bert.embeddings.token_type_embeddings.weight", path).shape[0]
+    mlp = _require(t, "bert.encoder.layer.0.intermediate.dense.weight", path).shape[0]
+    proj = _require(t, "text_projection", path)
+    if proj.ndim != 2 or proj.shape[0] != width:
+        raise ConvertError(f"{path}: text_projection has shape {tuple(proj.shape)}, expected [{width}, projection_dim] "
+                           f"(BERT hidden size {width})")
+    text_kwargs = {k: hf_text[k] for k in _HF_BERT_FIELDS if k in hf_text}
+    text_kwargs.setdefault("num_attention_heads", max(width // 64, 1))
+    text = BertConfig(vocab_size=vocab, hidden_size=width, intermediate_size=mlp,
+                      num_hidden_layers=_num_layers(t, "bert.encoder.layer.", path),
+                      max_position_embeddings=positions, type_vocab_size=types,
+                      add_pooling_layer="bert.pooler.dense.weight" in t, **text_kwargs)
+    kwargs = {}
+    if "logit_scale_init_value" in hf:
+        kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
+    return ChineseCLIPConfig(vision_config=vision, text_config=text, projection_dim=proj.shape[1], **kwargs)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -422,7 +520,7 @@ def _saved_tensor(arr: np.ndarray, dtype: str):
 
 
 def convert_weight(source_path: str, output_path: str, keep_dtype: bool = False,
-                   config: Union[CLIPConfig, str, None] = None) -> ConvertResult:
+                   config: Union[StrictConfig, str, None] = None) -> ConvertResult:
     """Convert a PyTorch CLIP checkpoint to ``<output>.ckpt`` plus ``<output>.yaml`` beside it.
 
     Args:

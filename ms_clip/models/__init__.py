@@ -7,16 +7,20 @@ dispatches on it; a new family is one file and one entry here.
 from typing import Any, Dict, Mapping, Tuple
 
 from .base import ConfigError, PreTrainedModel, StrictConfig, suggest
+from .bert import BertConfig, BertModel
+from .chinese_clip import ChineseCLIPConfig, ChineseCLIPModel
 from .clip import CLIPConfig, CLIPModel, CLIPTextConfig, clip_logits
 from .towers import VISION_TOWERS, build_vision_tower, register_vision_tower, vision_config_from
 from .vit import CLIPVisionConfig
 
 __all__ = ["CLIPModel", "CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "clip_logits",
+           "BertConfig", "BertModel", "ChineseCLIPConfig", "ChineseCLIPModel",
            "PreTrainedModel", "StrictConfig", "FAMILIES", "family_config_from_dict", "model_class_for",
            "VISION_TOWERS", "build_vision_tower", "register_vision_tower", "vision_config_from"]
 
 FAMILIES: Dict[str, Tuple[type, type]] = {
     "CLIPConfig": (CLIPConfig, CLIPModel),
+    "ChineseCLIPConfig": (ChineseCLIPConfig, ChineseCLIPModel),
 }
 
 
