@@ -100,6 +100,15 @@ class _StopSignals:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
+    def reassert(self) -> None:
+        """Take SIGINT back from MindSpore, which installs C-level SIGINT handlers behind Python's back when a
+        dataset pipeline starts and while its runtime runs a compiled graph (``mindspore::SignalGuard``, whose
+        ``DefaultIntHandler`` does ``kill(getpid(), SIGTERM)``). Called after every step, so between steps a
+        SIGINT is seen as SIGINT; one that lands while a graph runs still arrives as SIGTERM (the loop stops
+        the same way, but reports SIGTERM)."""
+        for signum in self._previous:
+            signal.signal(signum, self._handle)
+
     def restore(self) -> None:
         for signum, handler in self._previous.items():
             # None: a handler installed outside Python, which cannot be reinstated; the default is closest.
@@ -386,12 +395,14 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
             indices: List[np.ndarray] = []
             tick = time.perf_counter()
             meter = InputWaitMeter(dataset.create_tuple_iterator(num_epochs=1))
+            signals.reassert()
             for image, text, index in meter:
                 pending.append((image, text))
                 indices.append(index.asnumpy())
                 if len(pending) < options.accumulation:
                     continue
                 result = runner(pending, state.step)
+                signals.reassert()  # (cheap: one system call per signal)
                 if samples_file is not None:
                     samples_file.write(json.dumps({"epoch": state.epoch, "step": state.step + 1,
                                                    "rank": options.shard_id,
