@@ -9,6 +9,10 @@ and open_clip's ``image_transform(n, is_train=False)`` (``open_clip/transform.py
 3. convert to RGB *after* resize and crop (the order changes the result for RGBA, palette, ...);
 4. ``/255`` then ``(x - mean) / std`` in float32.
 
+One deliberate difference: 16-bit and float greyscale images (PIL modes I;16, I, F) are scaled to
+8 bits when loaded (``load_image``), where the references' ``convert("RGB")`` clamps their values at
+255 and turns a 16-bit image white; from that 8-bit image on, the pipeline is identical.
+
 Training transform (``CLIPTrainTransform``): open_clip's ``RandomResizedCrop(n, scale=(0.9, 1.0),
 ratio=(3/4, 4/3), bicubic)`` done with PIL and a numpy random generator, then steps 3-4.
 
@@ -114,17 +118,51 @@ def _apply_exif_orientation(image: Image.Image, source: str) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """High-bit-depth greyscale (PIL modes I;16*, I, F) -> 8-bit "L" on the scale a user expects.
+
+    PIL's ``convert("L"/"RGB")`` copies integer values and clamps them at 255 instead of rescaling the
+    bit depth, so a 16-bit PNG (mode I;16, 0..65535) came out nearly all white. Here:
+
+    * I;16 / I;16B / I;16L / I;16N (16-bit) and I (32-bit ints: what 16-bit PNG/TIFF/PGM files give in
+      older Pillow versions): the 16-bit range maps onto 0..255, ``round(v / 257)`` (exact at 0 and
+      65535; values outside 0..65535 are clipped first);
+    * F (32-bit float): [0, 1] images (the usual float convention) are scaled by 255; images with
+      values above 1 are taken to be on the 0..255 scale already; both are rounded and clipped, NaN -> 0.
+
+    Other modes (8-bit L/RGB/RGBA/P/CMYK/...) are returned unchanged.
+    """
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    values = np.asarray(image)
+    if image.mode == "F":
+        values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and float(values.max()) <= 1.0:
+            values = values * 255.0
+        eight = np.clip(np.rint(values), 0, 255)
+    else:
+        wide = np.clip(values.astype(np.int64), 0, 65535)
+        eight = (wide * 255 + 32767) // 65535  # = round(v / 257) in integers
+    return Image.fromarray(eight.astype(np.uint8), "L")
+
+
 def load_image(image: ImageInput, timeout: float = DEFAULT_URL_TIMEOUT) -> Image.Image:
     """Load an image from a path, an http(s) URL, encoded bytes or a PIL image.
 
-    The pixels are fully decoded and the EXIF orientation is applied; the mode is kept (RGB
-    conversion happens later, after resize and crop, as in the reference preprocessing).
+    The pixels are fully decoded and the EXIF orientation is applied; 16-bit and float greyscale
+    images become 8-bit "L" on the scale their bit depth implies (see ``_to_8_bit``); any other mode is
+    kept (RGB conversion happens later, after resize and crop, as in the reference preprocessing).
 
     Raises:
         ImageLoadError: naming the file or URL, if it is missing, not an image, corrupt or truncated,
-            or if the download fails (HTTP error, unreachable host, ``timeout`` seconds exceeded).
+            or if the download fails (HTTP error, unreachable host, ``timeout`` seconds per read
+            exceeded, or the size/total-time limits of ``_fetch_url``).
         TypeError: for any other input type.
     """
+    return _to_8_bit(_load_image(image, timeout))
+
+
+def _load_image(image: ImageInput, timeout: float) -> Image.Image:
     if isinstance(image, Image.Image):
         return _apply_exif_orientation(image, "PIL image")
     if isinstance(image, (bytes, bytearray, memoryview)):

@@ -133,6 +133,19 @@ def _generated(mode: str, width: int, height: int, seed: int = 0) -> Image.Image
     return image.convert(mode)
 
 
+def _expected_8_bit(pil: Image.Image) -> Image.Image:
+    """What a user expects from a high-bit-depth greyscale image, in 8 bits: 16-bit (I;16, and I holding
+    16-bit values) maps 0..65535 onto 0..255 (v / 257); float maps [0, 1] onto 0..255, or is already on
+    that scale if it exceeds 1 (clipped; NaN -> 0)."""
+    values = np.asarray(pil).astype(np.float64)
+    if pil.mode == "F":
+        values = np.nan_to_num(values, nan=0.0)
+        values = values * 255.0 if values.max() <= 1.0 else values
+    else:
+        values = np.clip(values, 0, 65535) / 257.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
 # (227, 224) and (224, 231): crop offsets 1.5 and 3.5, where torchvision's round-half-to-even
 # differs from floor division.
 SIZES = [(1, 1), (2, 3), (3, 2), (7, 300), (300, 7), (224, 224), (225, 224), (224, 225), (227, 224),
@@ -146,7 +159,10 @@ MODES = ["RGB", "RGBA", "P", "L", "LA", "I;16", "I", "F", "CMYK", "1", "YCbCr"]
 def test_generated_images_match_reference(mode, size):
     pil = _generated(mode, *size)
     assert pil.mode == mode
-    assert_matches_reference(preprocess(pil), pil)
+    # 16-bit and float images: the references' convert("RGB") clamps values at 255 (a 16-bit image turns
+    # white); ours first scales the bit depth to 8 bits (issue 12, item 14) and is then bit-exact with the
+    # references given that 8-bit image.
+    assert_matches_reference(preprocess(pil), _expected_8_bit(pil) if mode in ("I;16", "I", "F") else pil)
 
 
 def test_huge_image_matches_reference():
@@ -392,3 +408,43 @@ def test_preprocess_inside_mindspore_dataset_map(image_dir):
     assert len(rows) == 2
     for row, path in zip(rows, paths):
         assert_matches_reference(row, Image.open(path))
+
+
+# ------------------------------------------------------------------ high bit depth (issue 12, item 14)
+
+# 16-bit values and what a user expects in 8 bits: the full range maps to the full range, v / 257
+# rounded (PIL's own convert() clamps at 255 instead, so anything above 255 of 65535 became white).
+_GREY16 = np.array([[0, 128, 129, 257, 1000], [32767, 32896, 40000, 65278, 65535]], np.uint16)
+_GREY16_AS_8 = np.array([[0, 0, 1, 1, 4], [127, 128, 156, 254, 255]], np.uint8)
+
+
+def test_16_bit_greyscale_png_is_scaled_not_white(tmp_path):
+    assert np.array_equal(np.rint(_GREY16 / 257.0).astype(np.uint8), _GREY16_AS_8)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(_GREY16).save(path)  # a real 16-bit PNG (PIL mode I;16)
+    with Image.open(path) as raw:
+        assert raw.mode == "I;16"
+    image = load_image(str(path))
+    rgb = np.asarray(image.convert("RGB"))
+    np.testing.assert_array_equal(rgb, np.repeat(_GREY16_AS_8[..., None], 3, axis=-1))
+    # the whole pipeline sees the scaled image, exactly as if the 8-bit version had been given
+    expected = preprocess(Image.fromarray(_GREY16_AS_8, "L"), image_resolution=4)
+    np.testing.assert_array_equal(preprocess(str(path), image_resolution=4), expected)
+    np.testing.assert_array_equal(preprocess(path.read_bytes(), image_resolution=4), expected)
+
+
+def test_32_bit_integer_images_are_read_as_16_bit():
+    # PIL mode "I" is what 16-bit PNG/TIFF/PGM files gave in older Pillow versions
+    image = load_image(Image.fromarray(_GREY16.astype(np.int32)))
+    np.testing.assert_array_equal(np.asarray(image.convert("RGB"))[..., 0], _GREY16_AS_8)
+    clipped = load_image(Image.fromarray(np.array([[-5, 70000]], np.int32)))
+    np.testing.assert_array_equal(np.asarray(clipped), [[0, 255]])
+
+
+def test_float_images_are_scaled():
+    unit = np.array([[0.0, 0.25, 0.5, 1.0, 0.999]], np.float32)  # mode F holding [0, 1]: x 255
+    image = load_image(Image.fromarray(unit))
+    np.testing.assert_array_equal(np.asarray(image.convert("RGB"))[..., 0], [[0, 64, 128, 255, 255]])
+    # mode F holding 0..255 (and out-of-range or NaN values): kept on that scale, clipped
+    wide = np.array([[0.0, 12.4, 254.6, 300.0, -3.0, np.nan]], np.float32)
+    np.testing.assert_array_equal(np.asarray(load_image(Image.fromarray(wide))), [[0, 12, 255, 255, 0, 0]])
