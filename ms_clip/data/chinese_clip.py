@@ -209,6 +209,40 @@ def _parse_id(raw: Any, where: str, what: str) -> int:
     raise DataError(f"{where}: {what} {raw!r} is not an integer (Chinese-CLIP's ids are integers)")
 
 
+# lmdb refuses to open one environment twice in a process, so environments opened for reading images
+# are kept here per (folder, process) and shared by every store on that folder.
+_ENVIRONMENTS: Dict[Tuple[str, int], Any] = {}
+_ENVIRONMENTS_LOCK = threading.Lock()
+
+
+def _shared_lmdb(path: str) -> Any:
+    """This process's long-lived environment for ``path`` (opened on first use)."""
+    key = (os.path.realpath(path), os.getpid())
+    with _ENVIRONMENTS_LOCK:
+        if key not in _ENVIRONMENTS:
+            _ENVIRONMENTS[key] = _open_lmdb(path)
+        return _ENVIRONMENTS[key]
+
+
+class _ReadOnce:
+    """An environment for one pass at open time: the shared one if this process has it, else a fresh
+    one closed afterwards (so a later writer, e.g. cn_clip's build script, can open the folder)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.env: Any = None
+        self.owned = False
+
+    def __enter__(self) -> Any:
+        shared = _ENVIRONMENTS.get((os.path.realpath(self.path), os.getpid()))
+        self.env, self.owned = (shared, False) if shared is not None else (_open_lmdb(self.path), True)
+        return self.env
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.owned:
+            self.env.close()
+
+
 def _open_lmdb(path: str) -> Any:
     try:
         import lmdb
@@ -238,13 +272,13 @@ class LmdbImageStore:
 
     Image order is the database's key order (bytes order), which is the order Chinese-CLIP's
     ``extract_features.py`` encodes the images in. The environment is opened per process (lmdb
-    environments do not survive a fork), each read in its own short read transaction.
+    environments do not survive a fork) and shared by the stores on one folder; each read is its own
+    short read transaction.
     """
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
-        env = _open_lmdb(self.path)
-        try:
+        with _ReadOnce(self.path) as env:
             expected = _lmdb_count(env, b"num_images", self.path)
             ids: List[int] = []
             with env.begin() as txn:
@@ -252,17 +286,12 @@ class LmdbImageStore:
                     if key == b"num_images":
                         continue
                     ids.append(_parse_id(key, f"{self.path} key {bytes(key)[:40]!r}", "image id"))
-        finally:
-            env.close()
         if len(ids) != expected:
             raise DataError(f"{self.path}: 'num_images' says {expected} images but the database holds {len(ids)}")
         if not ids:
             raise DataError(f"{self.path}: no images in the database")
         self.ids = ids
         self._id_set = set(ids)
-        self._env: Any = None
-        self._env_pid: Optional[int] = None
-        self._lock = threading.Lock()
 
     def __contains__(self, image_id: int) -> bool:
         return image_id in self._id_set
@@ -270,14 +299,8 @@ class LmdbImageStore:
     def where(self, image_id: int) -> str:
         return f"{self.path} key '{image_id}' (image_id {image_id})"
 
-    def _environment(self) -> Any:
-        with self._lock:
-            if self._env is None or self._env_pid != os.getpid():
-                self._env, self._env_pid = _open_lmdb(self.path), os.getpid()
-            return self._env
-
     def payload(self, image_id: int) -> bytes:
-        with self._environment().begin() as txn:
+        with _shared_lmdb(self.path).begin() as txn:
             raw = txn.get(str(image_id).encode("utf-8"))
         if raw is None:  # listed at open time: the database changed underneath us
             raise DataError(f"{self.where(image_id)}: the key disappeared from the database")
@@ -285,15 +308,6 @@ class LmdbImageStore:
 
     def load(self, image_id: int) -> Image.Image:
         return decode_base64_image(self.payload(image_id), self.where(image_id))
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_env=None, _env_pid=None, _lock=None)
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- texts
@@ -357,9 +371,8 @@ def read_lmdb_pairs(path: str) -> List[CnText]:
     """The ``pairs`` database -> texts (pairs grouped by text_id in first-seen order, image ids in pair order)."""
     from ms_clip.safe_pickle import RestrictedUnpickler, UnsafePickleError
 
-    env = _open_lmdb(path)
     grouped: Dict[int, List[Any]] = {}
-    try:
+    with _ReadOnce(path) as env:
         count = _lmdb_count(env, b"num_samples", path)
         with env.begin() as txn:
             for i in range(count):
@@ -386,8 +399,6 @@ def read_lmdb_pairs(path: str) -> List[CnText]:
                     raise DataError(f"{where}: text_id {text_id} has a different text than at {entry[2]}")
                 else:
                     entry[1].append(image_id)
-    finally:
-        env.close()
     if not grouped:
         raise DataError(f"{path}: no pairs in the database")
     return [CnText(tid, text, tuple(ids), where) for tid, (text, ids, where) in grouped.items()]
