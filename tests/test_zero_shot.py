@@ -18,7 +18,7 @@ from ms_clip.eval.templates import (CIFAR10_CLASSNAMES, CIFAR100_CLASSNAMES, OPE
                                     resolve_templates)
 from ms_clip.eval.zero_shot import (accuracy, build_zero_shot_classifier, classifier_cache_key, per_class_accuracy,
                                     tokenize_prompts, topk_correct, zero_shot_scores)
-from ms_clip.registry import create_model
+from ms_clip import create_model
 from ms_clip.run_config import RunConfigError, load_run_config
 from ms_clip.tasks import zero_shot as task
 
@@ -332,7 +332,10 @@ def test_predict_defaults_to_dataset_classes_and_writes_results(model, cifar, tm
         assert {p["label"] for p in preds} <= {c.replace("_", " ") for c in CLASSES}
     full = task.predict(model, cfg, input_data=images[0], top_k=100)
     assert len(full[0]) == 8 and sum(p["score"] for p in full[0]) == pytest.approx(1.0, abs=1e-5)
-    assert full[0][:3] == out[0]
+    # Same top 3; scores equal up to float32 rounding (CPU kernels may round a row differently in a batch of
+    # one image than in a batch of two).
+    assert [p["label"] for p in full[0][:3]] == [p["label"] for p in out[0]]
+    np.testing.assert_allclose([p["score"] for p in full[0][:3]], [p["score"] for p in out[0]], rtol=1e-5, atol=1e-7)
     lines = (tmp_path / "results.txt").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["predictions"] == full[0]
 

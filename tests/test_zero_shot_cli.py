@@ -16,7 +16,7 @@ from PIL import Image
 import mindspore as ms
 
 from ms_clip.data.classification import write_cifar100
-from ms_clip.registry import create_model
+from ms_clip import create_model
 from ms_clip.run_config import load_run_config
 from ms_clip.tasks import zero_shot as task
 
