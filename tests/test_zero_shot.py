@@ -147,6 +147,17 @@ def test_cache_is_used_and_keyed(model, tmp_path, caplog):
     assert "unreadable class-embedding cache" in caplog.text
 
 
+def test_unwritable_cache_warns_and_the_classifier_is_still_built(model, tmp_path, caplog):
+    """The cache only saves time (issue 12 item 11): a cache directory that cannot be created or written
+    (here a path below a regular file, which even root cannot write) costs a warning, not the evaluation."""
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("")
+    with caplog.at_level(logging.WARNING, logger="ms_clip.eval.zero_shot"):
+        got = build_zero_shot_classifier(model, ["cat", "dog"], "a {}.", cache=str(blocker / "cache"))
+    np.testing.assert_array_equal(got, build_zero_shot_classifier(model, ["cat", "dog"], "a {}."))
+    assert "could not cache the zero-shot classifier" in caplog.text
+
+
 def test_cache_key_follows_text_weights_only(tmp_path):
     a, b = create_model("clip_tiny"), create_model("clip_tiny")
     from ms_clip.weights import assign_weights
