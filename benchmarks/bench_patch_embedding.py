@@ -2,7 +2,7 @@
 
 OpenAI's ``conv1`` is a Conv2d(3 -> W, kernel = stride = patch, no bias). On MindSpore 2.9/2.10 the
 CPU Conv2d kernel for this shape is very slow; ms_clip computes the same thing as a reshape and one
-2-D MatMul(transpose_b) (``ms_clip.models.clip.PatchEmbedding``). This script times both on the
+2-D MatMul(transpose_b) (``ms_clip.models.vit.PatchEmbedding``). This script times both on the
 same input and checks they agree.
 
     python benchmarks/bench_patch_embedding.py [--batch 32] [--patch 32]
@@ -36,8 +36,7 @@ def main() -> None:
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from ms_clip.models.clip import PatchEmbedding
-    from ms_clip.models.config import CLIPVisionConfig
+    from ms_clip.models.vit import CLIPVisionConfig, PatchEmbedding
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     cfg = CLIPVisionConfig(hidden_size=args.width, intermediate_size=4 * args.width, num_attention_heads=12,
