@@ -42,7 +42,7 @@ import string
 import typing
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import (Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple,
+from typing import (Any, Callable, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple,
                     Type, TypeVar, Union)
 
 import yaml
@@ -608,9 +608,6 @@ class RunConfig(Section):
     eval_step_interval: int = -1
     eval_epoch_interval: int = 1
 
-    # Trainer types of the task this class is for (set by the task's subclass).
-    trainer_types: ClassVar[Tuple[str, ...]] = ()
-
     def __post_init__(self) -> None:
         if self.callbacks is None:
             object.__setattr__(self, "callbacks", _default_callbacks())
@@ -1169,9 +1166,7 @@ def load_run_config(source: Union[str, os.PathLike, Mapping[str, Any], None] = N
             merged = config.to_dict()
             apply_overrides(merged, overrides, cls)
             config = build_section(cls(), merged)
-            for dotted, value in _parse_override_items(overrides):
-                if value is not None:
-                    explicit.add(dotted.split(".")[0] if dotted.split(".")[0] == "callbacks" else dotted)
+            explicit.update(dotted for dotted, value in _parse_override_items(overrides) if value is not None)
         config._explicit = frozenset(explicit)
         if config.trainer.type is None:
             config.trainer.type = TASKS[task]["trainer_types"][0]

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from dataclasses import field
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -45,6 +45,7 @@ LOADER_LAYOUTS = {
     "ImageFolderDataLoader": "image_folder",  # ours: <dataset_dir>/<class name>/<images>
 }
 HYPOTHESIS_TEMPLATE_KEYWORD = "hypothesis_template"
+
 
 # ----------------------------------------------------------------------------- run-config sections
 
@@ -114,8 +115,6 @@ class ZeroShotRunConfig(RunConfig):
     # Predict inputs when predict() gets none: a path, directory, URL or a list of them (--predict_data).
     input_data: Union[str, List[str], None] = None
     zero_shot: ZeroShotSection = field(default_factory=ZeroShotSection)
-
-    trainer_types: ClassVar[Tuple[str, ...]] = ("ZeroShotImageClassificationTrainer",)
 
     def check(self) -> None:
         super().check()
