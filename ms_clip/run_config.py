@@ -772,8 +772,6 @@ NOT_IMPLEMENTED: Tuple[NotImplementedKey, ...] = (
                                                            "was trained"),
     NotImplementedKey("eval_dataset.tokenizer.pad_token", "texts are padded with id 0 ('!'), as OpenAI's CLIP was "
                                                           "trained"),
-    NotImplementedKey("eval_dataset.tokenizer.vocab_file", "retrieval evaluation tokenizes with CLIP's vocabulary",
-                      task=_PRETRAIN),
     NotImplementedKey("eval_dataset.text_transforms.type", "retrieval encodes every caption of every image",
                       task=_PRETRAIN),
     NotImplementedKey("eval_dataset.data_loader.shuffle", "retrieval reads the images in order", task=_PRETRAIN),

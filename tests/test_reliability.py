@@ -385,7 +385,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_curve(flickr, refe
     out = tmp_path / "run"
     rng = random.Random(12)
     env = _env(MS_CLIP_TEST_SAVE_DELAY="0.05")
-    kills = 0
+    kills = inside_writes = 0
     for attempt in range(6):
         resumable = os.path.isfile(out / "checkpoint" / "latest.json")
         resume = ["--resume_training", "True"] if resumable else []
@@ -400,6 +400,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_curve(flickr, refe
                 time.sleep(rng.uniform(0.0, 1.0))
                 proc.send_signal(signal.SIGKILL)
                 kills += proc.wait(timeout=60) == -signal.SIGKILL
+                inside_writes += bool(_temp_files(str(out)))  # evidence that the kill landed inside a write
                 # Whatever the moment, "latest" is a complete, loadable checkpoint (or there is none yet).
                 if os.path.isfile(out / "checkpoint" / "latest.json"):
                     record = CheckpointManager(str(out / "checkpoint")).load()
@@ -413,5 +414,6 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_curve(flickr, refe
         assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
         break
     assert kills == 3
+    print(f"{kills} kills, {inside_writes} of them left a temporary file (killed inside a write)")
     _same_curve(out, reference)
     assert _temp_files(str(out)) == []

@@ -297,16 +297,23 @@ def _retrieval_texts(records) -> Tuple[List[str], List[List[int]]]:
     return list(texts), [[int(owner)] for owner in owners]
 
 
-def _eval_setup(model, config: Dict[str, Any], records=None, distributed: Optional[Tuple[int, int]] = None):
-    section = config["eval_dataset"]
+def _eval_setup(model, config: PretrainRunConfig, records=None, distributed: Optional[Tuple[int, int]] = None):
+    import functools
+
+    from ms_clip.data.pipeline import caption_tokenizer
+
+    section = config.eval_dataset
     records = _records(section, records, "eval_dataset")
     transform = _image_transform(section, model, "eval_dataset")
-    options = {"batch_size": section["batch_size"],
-               "num_parallel_workers": min(section["num_parallel_workers"], os.cpu_count() or 1),
-               "on_bad_image": section["data_loader"]["on_bad_image"],
-               "context_length": section["text_transforms"]["max_length"],
-               "ks": tuple((config.get("metric") or {}).get("recall_k") or (1, 5, 10)),
-               "distributed": distributed}
+    context_length = section.text_transforms.max_length
+    tokenizer = caption_tokenizer(section.tokenizer)  # None unless tokenizer.vocab_file names another vocabulary
+    options = {"batch_size": section.batch_size,
+               "num_parallel_workers": min(section.num_parallel_workers, os.cpu_count() or 1),
+               "on_bad_image": section.data_loader.on_bad_image,
+               "context_length": context_length,
+               "ks": tuple(config.metric.recall_k),
+               "distributed": distributed,
+               "tokenizer": tokenizer and functools.partial(tokenizer, context_length=context_length)}
     return lambda: retrieval_eval(model, records, transform, **options), records
 
 
@@ -454,8 +461,9 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
                             scaler=_loss_scaler(config, model), lock_image=runner_config["lock_image"],
                             lock_text=runner_config["lock_text"], world_size=world_size, rank=rank)
         manager = CheckpointManager(ckpt["directory"], ckpt["prefix"], int(ckpt["keep_checkpoint_max"]))
-        if is_main:
-            remove_temp_files(manager.directory)  # left by a run killed inside a save (we hold the lock)
+        if is_main:  # leftovers of a run killed inside a save (we hold the lock: no live writer's files)
+            remove_temp_files(manager.directory)
+            remove_temp_files(config["output_dir"], subdirs=(), suffixes=(".json", ".jsonl"))  # metrics, summary
         run_info = {"batch_size": options.batch_size, "num_shards": world_size, "seed": options.seed,
                     "num_samples": len(records), "accumulation": options.accumulation}
         state = TrainState(loss_scale=runner.scaler.scale)

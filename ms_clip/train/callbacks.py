@@ -82,7 +82,10 @@ class MetricsLogger(Callback):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         if info["step"] > 0 and os.path.isfile(self.path):
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= info["step"]]
-            with open(self.path, "w", encoding="utf-8") as f:
+            # Atomically: a run killed during this rewrite must not lose the curve before the resumed step.
+            from ms_clip.fileio import atomic_write
+
+            with atomic_write(self.path) as f:
                 f.writelines(json.dumps(r) + "\n" for r in kept)
         elif info["step"] == 0 and os.path.isfile(self.path):
             os.remove(self.path)

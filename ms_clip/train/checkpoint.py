@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from mindspore import nn
@@ -54,22 +54,25 @@ class DiskFullError(MsClipError, RuntimeError):
     """A checkpoint could not be written because its disk (or quota) is full; names the directory."""
 
 
-def remove_temp_files(directory: str) -> List[str]:
-    """Delete the temporary files (``.tmp-*``) that killed or failed writers left in a checkpoint directory
-    and its ``train_state``; returns their paths.
+def remove_temp_files(directory: str, subdirs: Sequence[str] = (STATE_DIR,),
+                      suffixes: Optional[Sequence[str]] = None) -> List[str]:
+    """Delete the temporary files (``.tmp-*``, ending in one of ``suffixes`` if given) that killed or failed
+    writers left in ``directory`` and its ``subdirs`` (default: a checkpoint directory and its
+    ``train_state``); returns their paths.
 
     Only the run holding the output directory's lock may call this (another writer's live temp file
     would go too).
     """
     removed = []
-    for folder in (directory, os.path.join(directory, STATE_DIR)):
+    for folder in (directory, *(os.path.join(directory, d) for d in subdirs)):
         try:
             names = os.listdir(folder)
         except FileNotFoundError:
             continue
         for name in names:
             path = os.path.join(folder, name)
-            if name.startswith(TMP_PREFIX) and os.path.isfile(path):
+            if name.startswith(TMP_PREFIX) and (suffixes is None or name.endswith(tuple(suffixes))) \
+                    and os.path.isfile(path):
                 try:
                     os.remove(path)
                     removed.append(path)
