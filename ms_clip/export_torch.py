@@ -440,6 +440,9 @@ def export_torch(model: Any, output_path: Union[str, os.PathLike], fmt: Optional
         raise TorchExportError(f"unknown export format {fmt!r}; expected one of {list(TORCH_FORMATS)}")
     config, tensors = _config_and_tensors(model)
     is_file = output_path.endswith((".safetensors", ".pt", ".pth", ".bin"))
+    if output_path.endswith((".ckpt", ".yaml", ".yml", ".json", ".mindir", ".onnx")):
+        raise TorchExportError(f"{output_path}: the output must be a .safetensors/.pt/.pth/.bin file or a folder "
+                               f"(is the ms_clip model given as the output?)")
     if fmt == "hf":
         if is_file:
             raise TorchExportError(f"{output_path}: fmt='hf' writes a folder (config.json + model.safetensors); "
