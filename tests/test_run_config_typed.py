@@ -75,6 +75,96 @@ def test_kinds_are_checked_with_path_value_and_kind():
     assert config.optimizer.learning_rate == 1e-4 and config.lr_schedule.learning_rate == 2e-4
 
 
+MINDFORMERS_ZERO_SHOT_YAML = """
+seed: 0
+run_mode: 'eval'
+output_dir: './output'
+load_checkpoint: ''
+src_strategy_path_or_dir: ''
+auto_trans_ckpt: False
+only_save_strategy: False
+resume_training: False
+context: {mode: 0, device_target: "Ascend", enable_graph_kernel: False, graph_kernel_flags: "--opt_level=0",
+          max_call_depth: 10000, save_graphs: False, device_id: 0}
+remote_save_url: "Please input obs url on AICC platform."
+runner_config: {epochs: 5, batch_size: 32, image_size: 224, sink_mode: False, sink_size: 2}
+use_parallel: False
+parallel: {parallel_mode: 0, gradients_mean: True, enable_alltoall: False, full_batch: False,
+           search_mode: "sharding_propagation", enable_parallel_optimizer: False,
+           strategy_ckpt_save_file: "./ckpt_strategy.ckpt"}
+parallel_config: {data_parallel: 1, model_parallel: 1, expert_parallel: 1, pipeline_stage: 1, micro_batch_num: 1,
+                  gradient_aggregation_group: 4}
+micro_batch_interleave_num: 1
+recompute_config: {recompute: False, parallel_optimizer_comm_recompute: False, mp_comm_recompute: True,
+                   recompute_slice_activation: False}
+auto_tune: False
+filepath_prefix: './autotune'
+autotune_per_step: 10
+profile: False
+profile_start_step: 1
+profile_stop_step: 10
+init_start_profile: False
+profile_communication: False
+profile_memory: True
+trainer: {type: ZeroShotImageClassificationTrainer, model_name: 'clip_vit_b_32'}
+eval_dataset: &eval_dataset
+  data_loader: {type: Cifar100DataLoader, dataset_dir: 'cifar-100-python', column_names: ["image", "text", "label"],
+                stage: 'test', fine_label: True, shuffle: False, hypothesis_template: "a picture of {}"}
+  tokenizer: {type: CLIPTokenizer, pad_token: '!'}
+  text_transforms: {type: TokenizerForward, max_length: 77, padding: "max_length"}
+  transforms:
+    - type: ToPIL
+    - {type: Resize, size: 224, interpolation: 'linear'}
+    - {type: CenterCrop, size: 224}
+    - type: ToTensor
+    - {type: Normalize, mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711],
+       is_hwc: False}
+  num_parallel_workers: 8
+  python_multiprocessing: False
+  drop_remainder: False
+  batch_size: 32
+  repeat: 1
+  numa_enable: False
+  prefetch_size: 30
+  seed: 2022
+eval_dataset_task: {type: ZeroShotImageClassificationDataset, dataset_config: *eval_dataset}
+metric: {type: 'Accuracy'}
+model:
+  arch: {type: CLIPModel}
+  model_config: {type: CLIPConfig, dtype: float16, checkpoint_name_or_path: clip_vit_b_32, projection_dim: 512,
+                 logit_scale_init_value: 2.6592}
+layer_scale: False
+layer_decay: 0.65
+optimizer: {type: adamw, weight_decay: 0.001, learning_rate: 0.00001}
+lr_scale: False
+lr_scale_factor: 256
+callbacks:
+  - type: MFLossMonitor
+  - {type: CheckpointMointor, prefix: "mindformers", save_checkpoint_steps: 100, integrated_save: True,
+     async_save: False}
+  - type: ObsMonitor
+eval_callbacks:
+  - type: ObsMonitor
+processor:
+  type: CLIPProcessor
+  image_processor: {type: CLIPImageProcessor, image_resolution: 224}
+  tokenizer: {type: CLIPTokenizer, pad_token: '!'}
+top_k: 3
+save_file: 'results.txt'
+"""
+
+
+def test_a_mindformers_run_yaml_loads(tmp_path, caplog):
+    path = tmp_path / "run_clip_vit_b_32_zero_shot_image_classification_cifar100.yaml"
+    path.write_text(MINDFORMERS_ZERO_SHOT_YAML)
+    with caplog.at_level(logging.WARNING, logger="ms_clip"):
+        config = load_run_config(str(path))
+    assert config.callbacks[1].prefix == "mindformers" and config.context.device_target == "Ascend"
+    # Its only non-default, unimplemented setting is the AICC upload placeholder, and that is named.
+    assert "remote_save_url is set to" in caplog.text and caplog.text.count("does not implement it") == 1
+    check_against_model(config, _model(224, 77))
+
+
 # --------------------------------------------------------------------------- contradictions with the model
 
 
