@@ -35,11 +35,12 @@ the network (``dtype``, dropouts, init ranges; ``ms_clip.models.base.ARCH_FREE_F
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Resolved", "resolve", "load_config", "save_config", "create_model", "from_pretrained", "save_pretrained",
            "load_named_weights", "model_for_run", "describe_architecture", "list_models", "show_support_list",
-           "WEIGHT_SUFFIXES"]
+           "WEIGHT_SUFFIXES", "get_tokenizer"]
 
 WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
@@ -135,9 +136,13 @@ def load_config(name_or_path: Union[str, os.PathLike], expected: Optional[type] 
         config = resolve(path).config
     else:
         config = registry.load_config(path)
+        if registry.is_model_name(path) and registry.canonical_name(path) in hub.PRETRAINED:
+            # MindFormers: the named config carries its weights, so CLIPModel(CLIPConfig.from_pretrained(name))
+            # is the pretrained model (downloaded on first use), never a silently random one.
+            config.checkpoint_name_or_path = registry.canonical_name(path)
     if expected is not None and not isinstance(config, expected):
         raise ConfigError(f"{path} is a {type(config).__name__}, not a {expected.__name__}; use "
-                          f"{type(config).__name__}.from_pretrained or ms_clip.AutoConfig")
+                          f"{type(config).__name__}.from_pretrained or ms_clip.loader.load_config (any family)")
     return config
 
 
@@ -151,6 +156,34 @@ def list_models() -> List[str]:
 
 def show_support_list(owner: str = "CLIPModel") -> None:
     registry.show_support_list(owner)
+
+
+def get_tokenizer(name_or_path: Union[str, os.PathLike, StrictConfig, PreTrainedModel]) -> Callable[..., np.ndarray]:
+    """The tokenizer of a model: ``texts -> int32 array [N, context_length]``.
+
+    ``name_or_path`` is anything ``load_config`` accepts (a registry name, a YAML, a checkpoint, a
+    save_pretrained or HF folder), a model config or a model. CLIPConfig -> CLIP's BPE ``tokenize`` at
+    the text tower's context length (77); ChineseCLIPConfig -> Chinese-CLIP's WordPiece tokenizer
+    (``ms_clip.bert_tokenizer``, identical to ``cn_clip.clip.tokenize``) at its context length (52).
+    The callable takes a string or a sequence of strings.
+
+    Example:
+        >>> ms_clip.get_tokenizer("chinese_clip_vit_b_16")(["一只猫", "一只狗"]).shape
+        (2, 52)
+    """
+    spec = getattr(name_or_path, "config", name_or_path)
+    config = spec if isinstance(spec, StrictConfig) else load_config(spec)
+    length = getattr(config, "context_length", None)
+    if type(config).__name__ == "ChineseCLIPConfig":
+        from ms_clip.bert_tokenizer import tokenize as wordpiece_tokenize
+
+        return functools.partial(wordpiece_tokenize, context_length=length)
+    if type(config).__name__ == "CLIPConfig":
+        from ms_clip.tokenizer import tokenize as bpe_tokenize
+
+        return functools.partial(bpe_tokenize, context_length=length)
+    raise ConfigError(f"no tokenizer for model config type {type(config).__name__}; known: CLIPConfig (BPE), "
+                      f"ChineseCLIPConfig (WordPiece)")
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -198,7 +231,7 @@ def _build(config: StrictConfig, model_class: Optional[type] = None):
     cls = model_class_for(config)
     if model_class is not None and not issubclass(cls, model_class):
         raise ConfigError(f"the weights are a {cls.__name__} ({type(config).__name__}), not a {model_class.__name__}; "
-                          f"use {cls.__name__}.from_pretrained or ms_clip.AutoModel")
+                          f"use {cls.__name__}.from_pretrained or ms_clip.from_pretrained (any family)")
     if config.checkpoint_name_or_path:
         config = _with_overrides(config, {"checkpoint_name_or_path": ""}, "model config")
     return cls(config)

@@ -18,12 +18,13 @@ REPO = os.path.dirname(PACKAGE_DIR)
 # Layers, lowest first: a module may import only from its own layer or below (README "Where things live").
 # Models are leaves: ms_clip.models.* may import nothing of ms_clip but ms_clip.models.* and ms_clip.errors.
 LAYERS = [
-    ("errors", "constants", "fileio", "net", "safe_pickle", "tokenizer", "loss", "data.timing", "models"),
+    ("errors", "constants", "fileio", "net", "safe_pickle", "tokenizer", "bert_tokenizer", "loss", "data.timing",
+     "models"),
     ("weights", "torchfile", "processor", "registry"),
     ("convert",),
     ("hub",),
     ("loader", "features", "data", "demo", "eval", "train", "run_config", "distributed"),
-    ("tasks", "pipelines"),
+    ("tasks", "pipelines", "export"),
     ("trainer", ""),
 ]
 

@@ -17,7 +17,7 @@ from mindspore import nn
 
 from ms_clip.errors import MsClipError
 
-__all__ = ["ConfigError", "StrictConfig", "PreTrainedModel", "register_loader", "suggest", "ARCH_FREE_FIELDS"]
+__all__ = ["ConfigError", "UnknownConfigKey", "StrictConfig", "PreTrainedModel", "register_loader", "suggest", "ARCH_FREE_FIELDS"]
 
 # YAML bookkeeping keys that MindFormers writes into configs. ``type`` names the config class; it is
 # checked by the loader (family dispatch) and ignored by the dataclass itself.
@@ -40,14 +40,51 @@ def suggest(key: str, valid) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
-class StrictConfig:
-    """Mixin for config dataclasses: construction from dicts (unknown keys are errors), export to dicts.
+class UnknownConfigKey(ConfigError, TypeError):
+    """An unknown keyword or attribute on a config (a TypeError too, as a dataclass would raise)."""
+
+
+def _field_names(cls) -> List[str]:
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+
+
+class _StrictMeta(type):
+    """Maps MindFormers' keyword spellings (``_aliases``, e.g. ``CLIPConfig(dtype=...)``) and names unknown
+    keywords with a suggestion, for direct construction as well as ``from_dict``."""
+
+    def __call__(cls, *args, **kwargs):
+        if kwargs and dataclasses.is_dataclass(cls):
+            valid = _field_names(cls)
+            aliases = getattr(cls, "_aliases", {})
+            mapped = {}
+            for key, value in kwargs.items():
+                name = aliases.get(key, key)
+                if name not in valid:
+                    raise UnknownConfigKey(f"{cls.__name__}: unknown key '{key}'.{suggest(key, valid + list(aliases))} "
+                                           f"Valid keys: {sorted(valid + list(aliases))}")
+                mapped[name] = value
+            kwargs = mapped
+        return super().__call__(*args, **kwargs)
+
+
+class StrictConfig(metaclass=_StrictMeta):
+    """Mixin for config dataclasses: construction from dicts or keywords (unknown keys are errors, MindFormers'
+    spellings accepted), export to dicts, and no silent new attributes.
 
     Subclasses may declare ``_aliases`` (a plain class attribute: old key -> field name) for
     MindFormers' spellings.
     """
 
     _aliases: Dict[str, str] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``config.hiden_size = 64`` would otherwise add an attribute the model never reads.
+        valid = _field_names(type(self))
+        name = self._aliases.get(name, name)
+        if valid and name not in valid and not name.startswith("_"):
+            raise UnknownConfigKey(f"{type(self).__name__} has no field '{name}'.{suggest(name, valid)} "
+                                   f"Valid fields: {sorted(valid)}")
+        object.__setattr__(self, name, value)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: Optional[str] = None):
@@ -60,7 +97,8 @@ class StrictConfig:
             if key in _IGNORED_KEYS:
                 continue
             if key not in valid:
-                raise ConfigError(f"{where}: unknown key '{key}'.{suggest(key, valid)} Valid keys: {sorted(valid)}")
+                raise UnknownConfigKey(f"{where}: unknown key '{key}'.{suggest(key, valid)} "
+                                       f"Valid keys: {sorted(valid)}")
             kwargs[cls._aliases.get(key, key)] = value
         return cls(**kwargs)
 
