@@ -111,7 +111,8 @@ class _StorageType:
 
 
 class _Tensor:
-    """A rebuilt tensor: ``array`` in the storage dtype (bfloat16 as uint16 bits) and torch's dtype name."""
+    """A rebuilt tensor: ``array`` (a read-only view of its storage, in the storage dtype; bfloat16 as
+    uint16 bits) and torch's dtype name."""
 
     __slots__ = ("array", "dtype")
 
@@ -120,10 +121,11 @@ class _Tensor:
 
     def to_numpy(self) -> np.ndarray:
         """float16/bfloat16/float64 -> float32 (as ``tensor.float()``; exact for fp16/bf16), others as stored."""
+        # ``array`` may be a view of a storage other tensors share; astype always returns a new array,
+        # so every result owns its memory (this is the one copy per tensor).
         if self.dtype.name == "bfloat16":  # a bf16 value is the upper half of a float32
             return (self.array.astype(np.uint32) << 16).view(np.float32)
-        native = self.array.astype(self.array.dtype.newbyteorder("="), copy=False)
-        return native.astype(np.float32, copy=False) if self.dtype.is_float else native
+        return self.array.astype(np.float32 if self.dtype.is_float else self.array.dtype.newbyteorder("="))
 
 
 # ----------------------------------------------------------------------------- TorchScript class source
@@ -245,7 +247,7 @@ def _view(storage: "_Storage", offset: Any, size: Any, stride: Any, dtype: Optio
         itemsize = data.dtype.itemsize
         array = np.lib.stride_tricks.as_strided(data[offset:], shape=size, strides=[s * itemsize for s in stride],
                                                 writeable=False)
-    return _Tensor(np.array(array, copy=True), dtype)
+    return _Tensor(array, dtype)  # a view; _Tensor.to_numpy makes the copy
 
 
 class _Storage:
@@ -376,7 +378,7 @@ class _TorchUnpickler(RestrictedUnpickler):
             entry = f"{self.root}/data/{key}"
             if entry not in self.archive.NameToInfo:
                 raise TorchFileError(f"{self.source}: storage {entry} is missing from the archive (truncated?)")
-            raw = np.frombuffer(bytearray(_read_entry(self.archive, entry, "storage", expected=nbytes)), np.uint8)
+            raw = np.frombuffer(_read_entry(self.archive, entry, "storage", expected=nbytes), np.uint8)
             self.storages[key] = _Storage(raw, storage_type.dtype, self.big_endian)
         storage = self.storages[key]
         if storage.dtype != storage_type.dtype and storage_type.dtype is not _BYTE:

@@ -275,6 +275,22 @@ def test_module_state_dict_with_metadata(tmp_path):
     _assert_bit_identical(tensors, dtypes, torch.load(path, weights_only=True))
 
 
+def test_legacy_non_zip_format_falls_back_to_weights_only_torch_load(tmp_path):
+    from ms_clip.torchfile import read_torch_checkpoint
+
+    torch = _torch()
+    path = str(tmp_path / "old.pt")
+    state = {"w": torch.arange(6.0).reshape(2, 3).half(), "b": torch.ones(2, dtype=torch.bfloat16)}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    tensors, dtypes, fmt = read_torch_checkpoint(path)
+    assert fmt == "state-dict" and dtypes == {"w": "float16", "b": "bfloat16"}
+    _assert_bit_identical(tensors, dtypes, state)
+    marker = str(tmp_path / "marker")
+    torch.save({"x": _WritesMarker(marker)}, str(tmp_path / "evil_old.pt"), _use_new_zipfile_serialization=False)
+    assert "weights_only=True" in _convert_error(str(tmp_path / "evil_old.pt"))
+    assert not os.path.exists(marker)
+
+
 def test_training_checkpoint_wrappers_are_removed(tmp_path):
     from ms_clip.torchfile import read_torch_checkpoint
 
