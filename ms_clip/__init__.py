@@ -5,8 +5,9 @@ lazily so ``import ms_clip`` stays fast and never needs torch.
 """
 from ms_clip.errors import MsClipError
 from ms_clip.models import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, ConfigError, clip_logits
+from ms_clip.models import BertConfig, ChineseCLIPConfig, ChineseCLIPModel
 # Importing the loader registers it with the models (their from_pretrained / checkpoint_name_or_path use it).
-from ms_clip.loader import create_model, from_pretrained, list_models
+from ms_clip.loader import create_model, from_pretrained, get_tokenizer, list_models
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ _LAZY = {
     # name -> module that defines it
     "CLIPTokenizer": "ms_clip.tokenizer",
     "tokenize": "ms_clip.tokenizer",
+    "BertTokenizer": "ms_clip.bert_tokenizer",
     "CLIPImageProcessor": "ms_clip.processor",
     "CLIPProcessor": "ms_clip.processor",
     "load_image": "ms_clip.processor",
@@ -26,7 +28,8 @@ _LAZY = {
 }
 
 __all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "MsClipError",
-           "clip_logits", "create_model", "from_pretrained", "list_models", *_LAZY]
+           "clip_logits", "create_model", "from_pretrained", "list_models", "get_tokenizer", "BertConfig",
+           "ChineseCLIPConfig", "ChineseCLIPModel", *_LAZY]
 
 
 def __getattr__(name):
