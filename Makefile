@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[test,convert]"
+	# Chinese-CLIP's reference (test oracle); --no-deps because its lmdb==1.3.0 pin does not build (deps in [test]).
+	$(BIN)/pip install -q --no-deps cn-clip==1.6.0
 	touch $(STAMP)
 
 install: $(STAMP)
