@@ -38,7 +38,6 @@ import importlib
 import logging
 import math
 import os
-import string
 import typing
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -54,10 +53,11 @@ from ms_clip.models.config import CLIPConfig, ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunConfigError", "Section", "section", "optional_section", "parsed_field", "build_section", "RunConfig", "TASKS", "NOT_IMPLEMENTED", "NotImplementedKey",
-           "load_run_config", "apply_overrides", "resolve_task", "read_yaml", "task_names", "get_path",
-           "check_against_model", "config_class", "schema_leaves", "TokenizerSection", "TextTransformsSection",
-           "DatasetSection", "CheckpointMonitorCallback"]
+__all__ = ["RunConfigError", "Section", "section", "optional_section", "parsed_field", "build_section", "RunConfig",
+           "TASKS", "NOT_IMPLEMENTED", "NotImplementedKey", "load_run_config", "apply_overrides", "resolve_task",
+           "read_yaml", "task_names", "get_path", "check_against_model", "config_class", "schema_leaves",
+           "TokenizerSection", "TextTransformsSection", "DatasetSection", "CheckpointMonitorCallback",
+           "warn_not_implemented"]
 
 
 class RunConfigError(ConfigError):
@@ -250,12 +250,9 @@ def optional_section(base: Callable[[], Section]) -> Any:
     return field(default=None, metadata={"base": base})
 
 
-def parsed_field(default: Any, parse: Callable[[str, Any], Any]) -> Any:
-    """A field whose YAML value is checked and converted by ``parse(path, value)``."""
-    factory = (lambda: copy.deepcopy(default)) if isinstance(default, (list, dict)) else None
-    if factory is not None:
-        return field(default_factory=factory, metadata={"parse": parse})
-    return field(default=default, metadata={"parse": parse})
+def parsed_field(parse: Callable[[str, Any], Any]) -> Any:
+    """A field (default None) whose YAML value is checked and converted by ``parse(path, value)``."""
+    return field(default=None, metadata={"parse": parse})
 
 
 def build_section(base: S, data: Optional[Mapping[str, Any]], path: str = "") -> S:
@@ -600,8 +597,8 @@ class RunConfig(Section):
     lr_scale: bool = False
     lr_scale_factor: int = 256
     lr_schedule: LrScheduleSection = field(default_factory=LrScheduleSection)
-    callbacks: Optional[List[Any]] = parsed_field(None, _parse_callbacks)
-    eval_callbacks: Optional[List[Any]] = parsed_field(None, lambda path, value: _parse_callbacks(path, value, False))
+    callbacks: Optional[List[Any]] = parsed_field(_parse_callbacks)
+    eval_callbacks: Optional[List[Any]] = parsed_field(lambda path, value: _parse_callbacks(path, value, False))
     processor: ProcessorSection = field(default_factory=ProcessorSection)
     # MindFormers' Trainer.evaluate during training (names from MindFormers' later run YAMLs).
     do_eval: bool = False

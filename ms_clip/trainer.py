@@ -17,8 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ms_clip.distributed import broadcast_parameters, init_distributed
 from ms_clip import registry
 from ms_clip.loader import WEIGHT_SUFFIXES, model_for_run
-from ms_clip.run_config import (TASKS, RunConfig, RunConfigError, check_against_model, get_path, load_run_config,
-                                resolve_task)
+from ms_clip.run_config import TASKS, RunConfig, RunConfigError, check_against_model, load_run_config, resolve_task
 
 logger = logging.getLogger(__name__)
 

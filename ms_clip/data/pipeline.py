@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ImageTransform", "image_transform_from_config", "read_image", "open_record_image", "CaptionSource", "ImageSource",
            "epoch_order", "shard_order", "steps_per_epoch", "build_caption_dataset", "build_image_dataset",
-           "pick_caption", "surface_source_errors", "dataset_options", "apply_dataset_settings", "caption_tokenizer"]
+           "pick_caption", "surface_source_errors", "dataset_options", "apply_dataset_settings",
+           "caption_tokenizer"]
 
 # --------------------------------------------------------------------------- images
 
