@@ -23,7 +23,7 @@ LAYERS = [
     ("weights", "torchfile", "processor", "registry"),
     ("convert",),
     ("hub",),
-    ("loader", "features", "data", "demo", "eval", "train", "run_config", "distributed"),
+    ("loader", "export_torch", "features", "data", "demo", "eval", "train", "run_config", "distributed"),
     ("tasks", "pipelines", "export"),
     ("trainer", ""),
 ]
