@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -62,6 +63,7 @@ FMT_STATE_DICT = "state-dict"
 # A deflated zip entry may expand this much before we call it a decompression bomb (PyTorch stores
 # storages uncompressed, so real files have a ratio of 1).
 _MAX_COMPRESSION_RATIO = 64
+_MAX_EXPANDED_NUMEL = 1 << 26  # an expanded (stride-0) tensor may hold this many elements beyond its storage
 _MAX_MODULE_DEPTH = 256  # CLIP is 5 deep; a deeper (or cyclic) module tree is not a real checkpoint
 
 
@@ -233,14 +235,18 @@ def _view(storage: "_Storage", offset: Any, size: Any, stride: Any, dtype: Optio
     if not isinstance(offset, int) or offset < 0 or len(size) != len(stride):
         raise _pickle_error(f"bad tensor layout: offset {offset!r}, size {size}, stride {stride}")
     data, dtype = storage.typed(dtype)
-    numel = int(np.prod(size, dtype=np.int64)) if size else 1
+    numel = math.prod(size)  # Python ints: exact, no int64 wrap-around for absurd sizes
     if numel == 0:
         return _Tensor(np.empty(size, data.dtype), dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= data.size:  # as_strided would read past the buffer
         raise _pickle_error(f"tensor of size {size}, stride {stride} at offset {offset} reaches element {last} "
                            f"of a storage of {data.size}")
-    contiguous = [int(np.prod(size[i + 1:], dtype=np.int64)) for i in range(len(size))]
+    if numel > max(data.size, _MAX_EXPANDED_NUMEL):
+        # only zero strides (expand) give more elements than the storage holds; the copy made later
+        # would allocate them all, so a tiny file could ask for terabytes
+        raise _pickle_error(f"tensor of size {size} ({numel} elements) expands a storage of {data.size}")
+    contiguous = [math.prod(size[i + 1:]) for i in range(len(size))]
     if all(s == c or n == 1 for n, s, c in zip(size, stride, contiguous)):
         array = data[offset:offset + numel].reshape(size)
     else:  # a view saved with its base's storage (slices, transposes, expands)

@@ -447,6 +447,9 @@ def test_out_of_bounds_view_and_truncated_storage_are_refused(tmp_path):
     assert "reaches element 98 of a storage of 77" in _convert_error(str(tmp_path / "oob.pt"))
     _zip_with(path, str(tmp_path / "short.pt"), lambda name, data: data[:-4] if "/data/" in name else data)
     assert "truncated" in _convert_error(str(tmp_path / "short.pt"))
+    # a stride-0 (expanded) view of 2**40 elements: torch stores it in 4 bytes; copying it would take 4 TiB
+    torch.save({"w": torch.zeros(1).expand(1 << 20, 1 << 20)}, str(tmp_path / "expand.pt"))
+    assert "expands a storage of 1" in _convert_error(str(tmp_path / "expand.pt"))
 
 
 # ----------------------------------------------------------------------------- 3. bounded downloads
