@@ -24,13 +24,13 @@ from PIL import Image
 from ms_clip.constants import IMAGE_EXTENSIONS
 from ms_clip.eval.templates import MINDFORMERS_HYPOTHESIS_TEMPLATE, resolve_templates
 from ms_clip.eval.zero_shot import DEFAULT_LOGIT_SCALE, build_zero_shot_classifier, check_labels, zero_shot_scores
-from ms_clip.features import encode_images
+from ms_clip.features import encode_images, is_chinese_clip
 from ms_clip.processor import ImageLoadError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["pipeline", "ZeroShotImageClassificationPipeline", "SUPPORTED_TASKS", "expand_image_inputs",
-           "DEFAULT_MODEL"]
+           "DEFAULT_MODEL", "model_image_processor", "default_hypothesis_template"]
 
 DEFAULT_MODEL = "clip_vit_b_32"  # MindFormers' default for this task
 
@@ -92,8 +92,28 @@ def expand_image_inputs(inputs: Any) -> List[Tuple[str, Any]]:
 # ----------------------------------------------------------------------------- pipeline
 
 
-def _resolve_preprocess(image_processor: Any, image_size: int) -> Callable[[Any], np.ndarray]:
-    """A per-image function (image-like -> float32 [3, H, W]) from a CLIPImageProcessor or a callable.
+def model_image_processor(model) -> Any:
+    """The model's own preprocessing: OpenAI's resize + center crop (``CLIPImageProcessor``) for CLIP,
+    Chinese-CLIP's bicubic resize to size x size without crop for Chinese-CLIP."""
+    from ms_clip.processor import CLIPImageProcessor
+
+    size = model.config.vision_config.image_size
+    if is_chinese_clip(model):
+        from ms_clip.data.pipeline import ImageTransform
+
+        return ImageTransform(size, resize="squash")
+    return CLIPImageProcessor(image_resolution=size)
+
+
+def default_hypothesis_template(model) -> Union[str, Sequence[str]]:
+    """MindFormers' "a picture of {}." for CLIP; Chinese-CLIP's Chinese prompts ("chinese_clip": the
+    set its zero-shot evaluation uses) for Chinese-CLIP."""
+    return "chinese_clip" if is_chinese_clip(model) else MINDFORMERS_HYPOTHESIS_TEMPLATE
+
+
+def _resolve_preprocess(image_processor: Any, image_size: int, model: Any = None) -> Callable[[Any], np.ndarray]:
+    """A per-image function (image-like -> float32 [3, H, W]) from a CLIPImageProcessor or a callable
+    (None: the model's own, ``model_image_processor``).
 
     Inputs go through ``ms_clip.processor.to_pil_image`` first (paths, URLs, arrays, Tensors ->
     PIL, mode kept: the processor converts to RGB after resize and crop, like OpenAI).
@@ -101,7 +121,8 @@ def _resolve_preprocess(image_processor: Any, image_size: int) -> Callable[[Any]
     from ms_clip.processor import CLIPImageProcessor, to_pil_image
 
     if image_processor is None:
-        image_processor = CLIPImageProcessor(image_resolution=image_size)
+        image_processor = model_image_processor(model) if model is not None else \
+            CLIPImageProcessor(image_resolution=image_size)
     if hasattr(image_processor, "preprocess_one"):
         fn = image_processor.preprocess_one
     elif callable(image_processor):
@@ -127,13 +148,15 @@ class ZeroShotImageClassificationPipeline:
     """Scores images against candidate labels: softmax over ``logit_scale`` x cosine similarity.
 
     Args:
-        model: a ``CLIPModel``.
+        model: a ``CLIPModel`` or a ``ChineseCLIPModel``.
         candidate_labels: default labels (can also be given per call).
         hypothesis_template: one template with ``{}``, a list of templates (ensembled), or a set
-            name such as ``"openai"``. MindFormers' default is ``"a picture of {}."``.
-        tokenizer: None (ms_clip's tokenizer) or a ``CLIPTokenizer``.
-        image_processor: None (``CLIPImageProcessor`` at the model's resolution) or a callable
-            mapping one PIL image to float32 [3, H, W].
+            name such as ``"openai"``; None: the model's default (``default_hypothesis_template``:
+            MindFormers' ``"a picture of {}."`` for CLIP, Chinese-CLIP's Chinese prompts for Chinese-CLIP).
+        tokenizer: None (the model's own: CLIP's BPE or Chinese-CLIP's WordPiece), a ``CLIPTokenizer`` or a
+            callable returning token ids.
+        image_processor: None (the model's own preprocessing at its resolution: ``model_image_processor``)
+            or a callable mapping one PIL image to float32 [3, H, W].
         top_k: default number of labels returned per image (None: all).
         batch_size: images per forward pass.
         logit_scale: softmax temperature (see ``ms_clip.eval.zero_shot.DEFAULT_LOGIT_SCALE``);
@@ -146,21 +169,25 @@ class ZeroShotImageClassificationPipeline:
     task = "zero_shot_image_classification"
 
     def __init__(self, model, candidate_labels: Optional[Sequence[str]] = None,
-                 hypothesis_template: Union[str, Sequence[str]] = MINDFORMERS_HYPOTHESIS_TEMPLATE,
+                 hypothesis_template: Union[str, Sequence[str], None] = None,
                  tokenizer: Any = None, image_processor: Any = None, top_k: Optional[int] = None,
                  batch_size: int = 8, logit_scale: Optional[float] = DEFAULT_LOGIT_SCALE,
                  context_length: Optional[int] = None, cache: Union[bool, str] = False):
-        from ms_clip.models.clip import CLIPModel
+        from ms_clip.models.base import PreTrainedModel
 
-        if not isinstance(model, CLIPModel):
-            raise TypeError(f"model must be a CLIPModel, got {type(model).__name__}")
+        if not isinstance(model, PreTrainedModel) or not hasattr(model, "get_image_features"):
+            raise TypeError(f"model must be an ms_clip image-text model (CLIPModel, ChineseCLIPModel), got "
+                            f"{type(model).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.model.set_train(False)
+        # None: build_zero_shot_classifier takes the model's own tokenizer (tokenizer_for_model).
         self.tokenizer = tokenizer
-        self.preprocess = _resolve_preprocess(image_processor, model.config.vision_config.image_size)
+        self.preprocess = _resolve_preprocess(image_processor, model.config.vision_config.image_size, model)
         self.candidate_labels = check_labels(candidate_labels) if candidate_labels is not None else None
+        if hypothesis_template is None:
+            hypothesis_template = default_hypothesis_template(model)
         self.hypothesis_template = resolve_templates(hypothesis_template, "hypothesis_template")
         self.top_k = self._check_top_k(top_k)
         self.batch_size = batch_size
@@ -225,15 +252,16 @@ SUPPORTED_TASKS: Dict[str, type] = {"zero_shot_image_classification": ZeroShotIm
 
 
 def pipeline(task: str, model: Any = None, candidate_labels: Optional[Sequence[str]] = None,
-             hypothesis_template: Union[str, Sequence[str]] = MINDFORMERS_HYPOTHESIS_TEMPLATE,
+             hypothesis_template: Union[str, Sequence[str], None] = None,
              tokenizer: Any = None, image_processor: Any = None, backend: str = "ms",
              **kwargs: Any) -> ZeroShotImageClassificationPipeline:
     """Build a task pipeline (MindFormers' ``pipeline``).
 
     Args:
         task: ``"zero_shot_image_classification"``.
-        model: a ``CLIPModel``, or a registry name / directory / ``.ckpt`` loaded with
-            ``CLIPModel.from_pretrained`` (default ``"clip_vit_b_32"``).
+        model: a ``CLIPModel`` / ``ChineseCLIPModel``, or a registry name / directory / ``.ckpt`` loaded
+            with ``ms_clip.loader.from_pretrained`` (default ``"clip_vit_b_32"``); the family (CLIP,
+            Chinese-CLIP) comes from the weights, and with it the tokenizer, preprocessing and default prompts.
         candidate_labels, hypothesis_template, tokenizer, image_processor: see
             ``ZeroShotImageClassificationPipeline``.
         backend: ``"ms"`` only (MindFormers' argument).
@@ -244,8 +272,8 @@ def pipeline(task: str, model: Any = None, candidate_labels: Optional[Sequence[s
     if backend != "ms":
         raise ValueError(f"backend must be 'ms' (MindSpore), got {backend!r}")
     if model is None or isinstance(model, (str, os.PathLike)):
-        from ms_clip.models.clip import CLIPModel
+        from ms_clip.loader import from_pretrained
 
-        model = CLIPModel.from_pretrained(os.fspath(model) if model is not None else DEFAULT_MODEL)
+        model = from_pretrained(os.fspath(model) if model is not None else DEFAULT_MODEL)
     return SUPPORTED_TASKS[task](model, candidate_labels=candidate_labels, hypothesis_template=hypothesis_template,
                                  tokenizer=tokenizer, image_processor=image_processor, **kwargs)

@@ -355,3 +355,158 @@ def test_multi_positive_ties_never_help_and_chance():
         assert same[key] == pytest.approx(chance[key], abs=1e-12), key
     assert multi_positive_metrics(np.ones((5, 4)), np.ones((4, 4)), relation, ties="pessimistic")[
         "text_to_image_R@1"] == 0.0
+
+
+# --------------------------------------------------------------------------- zero-shot with Chinese prompts
+
+
+@pytest.fixture()
+def model_tokenizer(monkeypatch):
+    """The model's tokenizer: ``ms_clip.get_tokenizer`` once it exists; until then cn_clip's ``tokenize``
+    stands in (test-only)."""
+    import ms_clip.loader as loader
+
+    if not hasattr(loader, "get_tokenizer"):
+        def stand_in(spec):
+            from cn_clip.clip import tokenize
+
+            return lambda texts: tokenize(list(texts), context_length=52).numpy()
+
+        monkeypatch.setattr(loader, "get_tokenizer", stand_in, raising=False)
+
+
+def test_chinese_templates_are_cn_clips():
+    from cn_clip.eval import cvinw_zeroshot_templates as reference
+
+    from ms_clip.eval.templates import (CHINESE_CLIP_CIFAR100_TEMPLATES, CHINESE_CLIP_TEMPLATES, TEMPLATE_SETS,
+                                        resolve_templates)
+
+    assert CHINESE_CLIP_TEMPLATES == tuple(f("{}") for f in reference.openai_templates)
+    assert CHINESE_CLIP_CIFAR100_TEMPLATES == tuple(f("{}") for f in reference.cifar100_templates)
+    assert resolve_templates("chinese_clip_simple") == tuple(f("{}") for f in reference.normal_templates)
+    assert TEMPLATE_SETS["chinese_clip"] is CHINESE_CLIP_TEMPLATES
+
+
+def test_chinese_classnames(tmp_path):
+    from ms_clip.data.chinese_classnames import CIFAR10_CLASSNAMES_ZH, chinese_classnames, read_label_cn
+    from ms_clip.eval.templates import CIFAR10_CLASSNAMES, CIFAR100_CLASSNAMES
+
+    assert chinese_classnames(CIFAR10_CLASSNAMES)[:2] == ["飞机", "汽车"]  # as Chinese-CLIP's docs show
+    assert len(set(chinese_classnames(CIFAR100_CLASSNAMES))) == 100
+    assert chinese_classnames(["circle", "star"]) is None  # other datasets keep their names
+    _write(tmp_path / "label_cn.txt", "\n".join(["甲", "乙"]) + "\n")
+    assert chinese_classnames(["a", "b"], str(tmp_path)) == ["甲", "乙"]  # the dataset's own label_cn.txt wins
+    with pytest.raises(DataError, match=r"label_cn.txt: 2 class names for a dataset of 3 classes"):
+        read_label_cn(str(tmp_path), 3)
+    assert list(CIFAR10_CLASSNAMES_ZH) == chinese_classnames(CIFAR10_CLASSNAMES)
+
+
+def test_pipeline_picks_the_models_tokenizer_templates_and_preprocessing(model_tokenizer):
+    from cn_clip.clip import tokenize as cn_tokenize
+    from cn_clip.eval.data import EvalImgDataset, _preprocess_text
+
+    from ms_clip import pipeline
+    from ms_clip.eval.templates import CHINESE_CLIP_TEMPLATES
+    from ms_clip.features import encode_token_ids, l2_normalize
+    from ms_clip.loader import create_model
+
+    model = create_model("chinese_clip_tiny")
+    classifier = pipeline("zero_shot_image_classification", model=model, candidate_labels=["猫", "狗"])
+    assert classifier.hypothesis_template == CHINESE_CLIP_TEMPLATES
+    # Class embeddings from cn_clip's own tokenization of its normalised prompts (zeroshot_evaluation.py).
+    weights = classifier.classifier(["猫", "“狗”"], CHINESE_CLIP_TEMPLATES[:3])
+    prompts = [_preprocess_text(t.format(c)) for c in ["猫", "“狗”"] for t in CHINESE_CLIP_TEMPLATES[:3]]
+    features = l2_normalize(encode_token_ids(model, cn_tokenize(prompts, context_length=52).numpy()))
+    expected = l2_normalize(features.reshape(2, 3, -1).mean(axis=1)).T
+    assert np.abs(weights - expected).max() < 1e-6
+    # Pixels: Chinese-CLIP's squash resize, not CLIP's center crop.
+    image = _image(9, size=50).crop((0, 0, 50, 37))
+    reference = EvalImgDataset.__new__(EvalImgDataset)._build_transform(32)(image).numpy()
+    assert np.abs(classifier.preprocess(image) - reference).max() == 0.0
+    result = classifier([image, image], top_k=1)
+    assert result[0][0]["label"] in ("猫", "狗") and result[0] == result[1]
+
+
+# --------------------------------------------------------------------------- the CLI, end to end
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CONFIG = os.path.join(ROOT, "configs", "clip", "run_chinese_clip_tiny_shapes_pretrain.yaml")
+CLI_EPOCHS = 6
+N_TRAIN, N_TEST = 240, 60  # 480 (text, image) pairs: 15 steps of 32 per epoch
+
+# Runs run_mindformer.py; before ms_clip.get_tokenizer exists, cn_clip's tokenize stands in (test-only).
+_RUNNER = """import runpy, sys
+import ms_clip.loader as loader
+if not hasattr(loader, "get_tokenizer"):
+    def get_tokenizer(spec):
+        from cn_clip.clip import tokenize
+        return lambda texts: tokenize(list(texts), context_length=52).numpy()
+    loader.get_tokenizer = get_tokenizer
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _cli(tmp_path, *args, timeout=900):
+    import subprocess
+
+    runner = tmp_path / "runner.py"
+    runner.write_text(_RUNNER)
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, str(runner), os.path.join(ROOT, "run_mindformer.py"),
+                           "--config", TINY_CONFIG, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def cn_world(tmp_path_factory):
+    from ms_clip.demo.chinese_shapes import write_chinese_shapes
+
+    return write_chinese_shapes(str(tmp_path_factory.mktemp("cn_shapes")), n_train=N_TRAIN, n_test=N_TEST,
+                                splits=("train", "test"))
+
+
+def test_tiny_chinese_clip_trained_from_scratch_through_the_cli(cn_world, tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(tmp_path, "--run_mode", "train", "--train_dataset_dir", cn_world, "--eval_dataset_dir", cn_world,
+                "--output_dir", str(out), "--epochs", str(CLI_EPOCHS),
+                "--options", f"eval_epoch_interval={CLI_EPOCHS}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "metrics.jsonl") as f:
+        evals = [r for r in map(json.loads, f) if r["type"] == "eval"]
+    before, after = evals[0], evals[-1]
+    test = read_chinese_clip_split(cn_world, "test").eval_records()
+    chance = multi_positive_chance(len(test), test.text_images)["mean_recall"]
+    several = sum(len(images) > 1 for images in test.text_images)
+    message = (f"Chinese shapes test split ({after['num_images']} images, {after['num_texts']} texts, {several} "
+               f"with several images): mean recall chance {100 * chance:.1f}%, before training "
+               f"{100 * before['mean_recall']:.1f}%, after {after['step']} steps {100 * after['mean_recall']:.1f}% "
+               f"(t->i R@1 {100 * after['text_to_image_R@1']:.1f}%, i->t R@1 {100 * after['image_to_text_R@1']:.1f}%)")
+    print(message)
+    assert before["step"] == 0 and after["step"] == CLI_EPOCHS * (2 * N_TRAIN // 32)
+    assert before["mean_recall"] < 2 * chance, message
+    assert after["mean_recall"] > 3 * chance, message
+
+    # --run_mode eval on the checkpoint reproduces the numbers.
+    ckpt = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
+    proc = _cli(tmp_path, "--run_mode", "eval", "--eval_dataset_dir", cn_world, "--load_checkpoint", ckpt,
+                "--output_dir", str(tmp_path / "eval"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "eval" / "retrieval_results.json") as f:
+        again = json.load(f)
+    for key in ("text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@10", "mean_recall"):
+        assert again[key] == pytest.approx(after[key], abs=1e-12), key
+    assert again["chance_mean_recall"] == pytest.approx(chance)
+
+
+def test_cli_bad_row_is_one_line(cn_world, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cn_world, data)
+    with open(data / "train_texts.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"text_id": 1, "text": "坏"\n')
+    proc = _cli(tmp_path, "--run_mode", "train", "--train_dataset_dir", str(data), "--eval_dataset_dir", str(data),
+                "--output_dir", str(tmp_path / "out"), timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"train_texts.jsonl:{2 * N_TRAIN + 1}: not a JSON object" in proc.stderr.strip().splitlines()[-1]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ms_clip.eval.templates import resolve_templates
-from ms_clip.features import as_tokenizer, encode_token_ids, l2_normalize
+from ms_clip.features import as_tokenizer, encode_token_ids, l2_normalize, model_context_length, tokenizer_for_model
 from ms_clip.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ __all__ = ["build_zero_shot_classifier", "tokenize_prompts", "classifier_cache_k
 DEFAULT_LOGIT_SCALE = 100.0
 _CACHE_VERSION = 1
 # Only these parameters influence text features, so only they enter the cache key.
-_TEXT_PARAM_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+# CLIP's text tower, and Chinese-CLIP's BERT ("bert.").
+_TEXT_PARAM_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection",
+                        "bert.")
 
 Tokenizer = Union[Callable[..., Any], None]
 
@@ -141,7 +143,8 @@ def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Unio
         classnames: C distinct class names.
         templates: template strings with one ``{}`` (e.g. ``"a photo of a {}."``), or a set name
             (``"openai"``: OpenAI's 18 CIFAR templates). One template = single-prompt mode.
-        tokenizer: None (ms_clip's tokenizer), a ``CLIPTokenizer`` or a callable returning ids.
+        tokenizer: None (the model's own: ``ms_clip.features.tokenizer_for_model``), a ``CLIPTokenizer`` or a
+            callable returning ids.
         batch_size: prompts per text-tower call.
         context_length: token row length; default: the model's (77).
         cache: False (no disk cache), True (``default_cache_dir()``) or a directory.
@@ -155,9 +158,11 @@ def build_zero_shot_classifier(model, classnames: Sequence[str], templates: Unio
     templates = resolve_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    context_length = int(context_length or getattr(model, "context_length", 77))
+    context_length = int(context_length or model_context_length(model))
     prompts = [t.format(c) for c in classnames for t in templates]  # class-major, like open_clip
-    token_ids = tokenize_prompts(prompts, tokenizer, context_length)
+    # No tokenizer given: the model's own (CLIP's BPE, or Chinese-CLIP's WordPiece with its text normalisation).
+    token_ids = tokenize_prompts(prompts, tokenizer if tokenizer is not None else
+                                 tokenizer_for_model(model, context_length), context_length)
     num_c, num_t = len(classnames), len(templates)
 
     path = None

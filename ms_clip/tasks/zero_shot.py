@@ -31,7 +31,7 @@ from ms_clip.eval.templates import resolve_templates
 from ms_clip.run_config import DatasetSection, RunConfig, RunConfigError, Section, section
 from ms_clip.eval.zero_shot import (DEFAULT_LOGIT_SCALE, accuracy, build_zero_shot_classifier, check_labels,
                                     per_class_accuracy, zero_shot_scores)
-from ms_clip.features import encode_images
+from ms_clip.features import encode_images, is_chinese_clip, tokenizer_for_model
 from ms_clip.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -153,20 +153,24 @@ RUN_CONFIG_CLASS = ZeroShotRunConfig
 # ----------------------------------------------------------------------------- helpers
 
 
-def resolve_eval_templates(config: Dict[str, Any]) -> tuple:
-    """The templates a run config asks for (see ``zero_shot.templates``)."""
+def resolve_eval_templates(config: Dict[str, Any], model: Any = None) -> tuple:
+    """The templates a run config asks for (see ``zero_shot.templates``); unset, the model's family's:
+    OpenAI's 18 CIFAR prompts for CLIP, Chinese-CLIP's Chinese prompts for Chinese-CLIP."""
     spec = config["zero_shot"]["templates"]
     if spec is None:
-        spec = "openai"
+        spec = "chinese_clip" if model is not None and is_chinese_clip(model) else "openai"
     if spec == HYPOTHESIS_TEMPLATE_KEYWORD:
         spec = config["eval_dataset"]["data_loader"]["hypothesis_template"]
         return resolve_templates(spec, "eval_dataset.data_loader.hypothesis_template")
     return resolve_templates(spec, "zero_shot.templates")
 
 
-def _tokenizer(config: Dict[str, Any]):
+def _tokenizer(config: Dict[str, Any], model: Any = None):
     from ms_clip.tokenizer import CLIPTokenizer
 
+    if model is not None and is_chinese_clip(model):
+        # Chinese-CLIP's WordPiece tokenizer and text normalisation; the CLIPTokenizer section does not apply.
+        return tokenizer_for_model(model)
     section = {k: v for k, v in config["eval_dataset"]["tokenizer"].items() if k != "type" and v is not None}
     return CLIPTokenizer(**section)
 
@@ -190,9 +194,17 @@ def _layout(config: Dict[str, Any]) -> str:
     return LOADER_LAYOUTS[config["eval_dataset"]["data_loader"]["type"]]
 
 
-def _classnames(config: Dict[str, Any], dataset_classnames: Sequence[str]) -> List[str]:
+def _classnames(config: Dict[str, Any], dataset_classnames: Sequence[str], model: Any = None) -> List[str]:
     override = config["zero_shot"]["classnames"]
     if override is None:
+        if model is not None and is_chinese_clip(model):
+            # Chinese prompts need Chinese names: the dataset's label_cn.txt (Chinese-CLIP's ELEVATER
+            # layout), else ms_clip's CIFAR-10/100 translations; other datasets keep their own names.
+            from ms_clip.data.chinese_classnames import chinese_classnames
+
+            chinese = chinese_classnames(dataset_classnames, config["eval_dataset"]["data_loader"]["dataset_dir"])
+            if chinese is not None:
+                return chinese
         return list(dataset_classnames)
     override = check_labels(override, "zero_shot.classnames")
     if len(override) != len(dataset_classnames):
@@ -208,18 +220,40 @@ def _image_processor(model, config: Dict[str, Any]):
     names); the pixels are made by ``CLIPImageProcessor``, which is identical to OpenAI's PIL
     bicubic preprocessing whatever interpolation the list names.
     """
+    import dataclasses
+
     from ms_clip.data.pipeline import image_transform_from_config
     from ms_clip.processor import CLIPImageProcessor
 
     image_size = model.config.vision_config.image_size
-    spec = image_transform_from_config(config["eval_dataset"]["transforms"], image_size, "eval_dataset.transforms")
+    transforms = config["eval_dataset"]["transforms"]
+    spec = image_transform_from_config(transforms, image_size, "eval_dataset.transforms")
+    if not transforms and is_chinese_clip(model):
+        spec = dataclasses.replace(spec, resize="squash")  # the model's own: resize to size x size, no crop
     if spec.random_crop:
         raise ValueError("eval_dataset.transforms: RandomResizedCrop is a training augmentation; evaluation "
                          "uses Resize + CenterCrop")
     if spec.size != image_size:
         raise ValueError(f"eval_dataset.transforms crop images to {spec.size} but the model expects "
                          f"{image_size}x{image_size} (vision_config.image_size)")
+    if spec.resize == "squash":  # Chinese-CLIP's Resize((R, R)): ImageTransform makes those pixels
+        return _TransformProcessor(spec)
     return CLIPImageProcessor(image_resolution=spec.size, mean=spec.mean, std=spec.std)
+
+
+class _TransformProcessor:
+    """An ``ImageTransform`` with the image processor's ``preprocess_one`` (what the classification
+    dataset and the pipeline call): any image-like -> float32 [3, size, size]."""
+
+    def __init__(self, transform: Any):
+        self.transform = transform
+
+    def preprocess_one(self, image: Any) -> np.ndarray:
+        from ms_clip.processor import to_pil_image
+
+        return self.transform(to_pil_image(image))
+
+    __call__ = preprocess_one
 
 
 def _cache_setting(config: Dict[str, Any]) -> Union[bool, str]:
@@ -228,7 +262,7 @@ def _cache_setting(config: Dict[str, Any]) -> Union[bool, str]:
 
 
 def _classifier(model, config: Dict[str, Any], classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-    return build_zero_shot_classifier(model, classnames, templates, tokenizer=_tokenizer(config),
+    return build_zero_shot_classifier(model, classnames, templates, tokenizer=_tokenizer(config, model),
                                       batch_size=config["zero_shot"]["text_batch_size"],
                                       context_length=config["eval_dataset"]["text_transforms"]["max_length"],
                                       cache=_cache_setting(config), use_tqdm=True)
@@ -251,8 +285,8 @@ def evaluate(model, config: Dict[str, Any]) -> Dict[str, Any]:
     data = load_classification_dataset(loader["dataset_dir"], _layout(config), loader["stage"], loader["fine_label"])
     if len(data) == 0:
         raise DatasetError(f"{data.source}: the '{loader['stage']}' split holds no images")
-    classnames = _classnames(config, data.classnames)
-    templates = resolve_eval_templates(config)
+    classnames = _classnames(config, data.classnames, model)
+    templates = resolve_eval_templates(config, model)
     ks = sorted(set(config["zero_shot"]["topk_accuracy"]))
     model.set_train(False)
 
@@ -306,12 +340,13 @@ def evaluate(model, config: Dict[str, Any]) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- predict
 
 
-def _default_labels(config: Dict[str, Any]) -> List[str]:
+def _default_labels(config: Dict[str, Any], model: Any = None) -> List[str]:
     if config["zero_shot"]["classnames"] is not None:
         return check_labels(config["zero_shot"]["classnames"], "zero_shot.classnames")
     loader = config["eval_dataset"]["data_loader"]
     try:
-        return read_classnames(loader["dataset_dir"], _layout(config), loader["fine_label"])
+        return _classnames(config, read_classnames(loader["dataset_dir"], _layout(config), loader["fine_label"]),
+                           model)
     except DatasetError as err:
         raise ValueError(f"predict needs candidate labels: none were given and the eval dataset's class names "
                          f"could not be read ({err}). Pass candidate_labels=[...], set zero_shot.classnames, or "
@@ -339,12 +374,12 @@ def predict(model, config: Dict[str, Any], input_data: Any = None, top_k: Option
     if input_data is None or (isinstance(input_data, (list, tuple)) and not input_data):
         raise ValueError("predict needs input_data: an image, path, directory, URL or a list of them "
                          "(Trainer.predict(input_data=...) or run_mindformer.py --predict_data PATH ...)")
-    labels = check_labels(candidate_labels) if candidate_labels is not None else _default_labels(config)
-    templates = hypothesis_template if hypothesis_template is not None else resolve_eval_templates(config)
+    labels = check_labels(candidate_labels) if candidate_labels is not None else _default_labels(config, model)
+    templates = hypothesis_template if hypothesis_template is not None else resolve_eval_templates(config, model)
     top_k = top_k if top_k is not None else (config.get("top_k") or 1)
     zs = config["zero_shot"]
     pipe = ZeroShotImageClassificationPipeline(model, candidate_labels=labels, hypothesis_template=templates,
-                                               tokenizer=_tokenizer(config), image_processor=_image_processor(model, config),
+                                               tokenizer=_tokenizer(config, model), image_processor=_image_processor(model, config),
                                                batch_size=zs["predict_batch_size"], logit_scale=zs["logit_scale"],
                                                context_length=config["eval_dataset"]["text_transforms"]["max_length"],
                                                cache=_cache_setting(config))
