@@ -284,8 +284,26 @@ def _finish(image: Image.Image, normalizer: _Normalizer) -> np.ndarray:
     return normalizer(image.convert("RGB"))
 
 
-def _eval_transform(image: Any, size: int, normalizer: _Normalizer) -> np.ndarray:
+RESIZE_MODES = ("crop", "squash")
+
+
+def _squash(image: Image.Image, size: int) -> Image.Image:
+    # Chinese-CLIP's Resize((R, R), BICUBIC): torchvision calls PIL's resize with the two-value size, which
+    # returns a copy when the size already matches; the aspect ratio is not kept and nothing is cropped.
+    return image.resize((size, size), Image.BICUBIC)
+
+
+def _eval_transform(image: Any, size: int, normalizer: _Normalizer, resize_mode: str = "crop") -> np.ndarray:
+    if resize_mode == "squash":
+        return _finish(_squash(to_pil_image(image), size), normalizer)
     return _finish(_center_crop(_resize_shorter_side(to_pil_image(image), size), size), normalizer)
+
+
+def _check_resize_mode(resize_mode: str) -> str:
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {list(RESIZE_MODES)} ('crop': shorter side then center crop, "
+                         f"OpenAI; 'squash': resize to R x R, Chinese-CLIP), got {resize_mode!r}")
+    return resize_mode
 
 
 _DEFAULT_NORMALIZER = _Normalizer(CLIP_MEAN, CLIP_STD)
@@ -296,8 +314,12 @@ def preprocess(
     image_resolution: int = 224,
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
+    resize_mode: str = "crop",
 ) -> np.ndarray:
     """One image -> float32 ``[3, image_resolution, image_resolution]``, identical to the reference.
+
+    ``resize_mode="crop"`` is OpenAI's / open_clip's transform; ``"squash"`` is Chinese-CLIP's
+    (``cn_clip.clip.image_transform``: bicubic resize to R x R, no crop, then the same RGB/normalize).
 
     Accepts a path, URL, encoded bytes (also as a 1-D uint8 array, as ``mindspore.dataset``
     yields undecoded files), a PIL image, or a numpy HW / HWC / CHW array (uint8, or float in
@@ -308,7 +330,7 @@ def preprocess(
         (3, 224, 224)
     """
     normalizer = _DEFAULT_NORMALIZER if (tuple(mean), tuple(std)) == (CLIP_MEAN, CLIP_STD) else _Normalizer(mean, std)
-    return _eval_transform(image, image_resolution, normalizer)
+    return _eval_transform(image, image_resolution, normalizer, _check_resize_mode(resize_mode))
 
 
 def _split_batch(images: Any) -> List[Any]:
@@ -340,6 +362,8 @@ class CLIPImageProcessor:
     Args:
         image_resolution: output side R (224; 336 for ViT-L/14@336).
         mean / std: normalization constants (CLIP's by default).
+        resize_mode: "crop" (shorter side to R, center crop: OpenAI) or "squash" (resize to R x R without
+            cropping: Chinese-CLIP).
 
     Example:
         >>> proc = CLIPImageProcessor(224)
@@ -352,6 +376,7 @@ class CLIPImageProcessor:
         image_resolution: int = 224,
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        resize_mode: str = "crop",
         **kwargs: Any,
     ) -> None:
         if int(image_resolution) != image_resolution or image_resolution <= 0:
@@ -361,10 +386,11 @@ class CLIPImageProcessor:
         self.image_resolution = int(image_resolution)
         self._normalizer = _Normalizer(mean, std)
         self.mean, self.std = self._normalizer.mean, self._normalizer.std
+        self.resize_mode = _check_resize_mode(resize_mode)
 
     def preprocess_one(self, image: Any) -> np.ndarray:
         """One image -> float32 ``[3, R, R]``."""
-        return _eval_transform(image, self.image_resolution, self._normalizer)
+        return _eval_transform(image, self.image_resolution, self._normalizer, self.resize_mode)
 
     def __call__(self, images: Any, return_tensors: Optional[str] = "ms", **kwargs: Any) -> Any:
         """Preprocess one image or a batch (list, BHWC/BCHW array) into a 4-D float32 batch."""
