@@ -44,7 +44,7 @@ def bool_or_path(value: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="CLIP with MindFormers' run_mindformer.py interface (ms_clip)")
     parser.add_argument("--config", required=True, help="run YAML (configs/clip/run_clip_*.yaml)")
-    parser.add_argument("--run_mode", choices=("train", "finetune", "eval", "predict"), default=None,
+    parser.add_argument("--run_mode", choices=("train", "finetune", "eval", "predict", "export"), default=None,
                         help="default: the YAML's run_mode")
     parser.add_argument("--train_dataset_dir", help="sets train_dataset.data_loader.dataset_dir")
     parser.add_argument("--eval_dataset_dir", help="sets eval_dataset.data_loader.dataset_dir")
@@ -128,10 +128,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result = trainer.predict(input_data=expand_predict_data(args.predict_data),
                                      batch_size=args.predict_batch_size)
             logger.info("output result is: %s", result)
+        elif run_mode == "export":
+            result = run_export(trainer)
         else:
-            raise ValueError(f"run_mode {run_mode!r} is not supported; use train, finetune, eval or predict")
+            raise ValueError(f"run_mode {run_mode!r} is not supported; use train, finetune, eval, predict or export")
     print(json.dumps(result, default=str))
     return 0
+
+
+def run_export(trainer: Any) -> List[Dict[str, Any]]:
+    """--run_mode export: the model's image and text encoders as MindIR (and/or ONNX) graphs in output_dir,
+    at runner_config.batch_size (--batch_size), with the preprocessing config and tokenizer beside them
+    (ms_clip.export). The weights follow the usual precedence (--load_checkpoint, ...); never random."""
+    from ms_clip.export import export_model
+    from ms_clip.trainer import apply_context, resolve_model
+
+    config = trainer.config
+    apply_context(config)
+    model = resolve_model(config, require_weights=True)
+    section = config["export"]
+    formats = ("MINDIR", "ONNX") if section["file_format"] == "BOTH" else (section["file_format"],)
+    results = export_model(model, config["output_dir"], int(config["runner_config"]["batch_size"]),
+                           image_size=section["image_size"], dynamic_batch=bool(section["dynamic_batch"]),
+                           file_formats=formats)
+    for r in results:
+        logger.info("exported %s to %s (batch %s, %d px, %d tokens): %s", r.file_format, r.output_dir,
+                    "dynamic" if r.batch_size is None else r.batch_size, r.image_size, r.context_length,
+                    ", ".join(os.path.basename(f) for f in r.files))
+    return [{"format": r.file_format, "output_dir": r.output_dir, "batch_size": r.batch_size,
+             "image_size": r.image_size, "context_length": r.context_length, "files": r.files} for r in results]
 
 
 def _output_dir_lock(trainer: Any, run_mode: str):

@@ -471,6 +471,15 @@ class ProcessorSection(Section):
 
 
 @section
+class ExportSection(Section):
+    # run_mode export (ms_clip.export): the encoders as graphs for deployment. The batch size is
+    # runner_config.batch_size (--batch_size), the folder output_dir (--output_dir).
+    file_format: str = "MINDIR"  # MINDIR | ONNX | BOTH (ONNX then goes to output_dir/onnx)
+    dynamic_batch: bool = False  # a dynamic batch axis (MINDIR only; MindSpore's ONNX export refuses it)
+    image_size: Optional[int] = None  # input resolution; None: the model's (another re-samples the position table)
+
+
+@section
 class TextTransformsSection(Section):
     type: str = "TokenizerForward"
     # The model's text_config.max_position_embeddings unless set explicitly (then it must equal it).
@@ -600,6 +609,7 @@ class RunConfig(Section):
     callbacks: Optional[List[Any]] = parsed_field(_parse_callbacks)
     eval_callbacks: Optional[List[Any]] = parsed_field(lambda path, value: _parse_callbacks(path, value, False))
     processor: ProcessorSection = field(default_factory=ProcessorSection)
+    export: ExportSection = field(default_factory=ExportSection)
     # MindFormers' Trainer.evaluate during training (names from MindFormers' later run YAMLs).
     do_eval: bool = False
     eval_step_interval: int = -1
@@ -672,6 +682,13 @@ def _checkpoint_option(key: str) -> Callable[[RunConfig, RunConfig], List[Tuple[
         return [(f"callbacks[{i}].{key}", item[key]) for i, item in enumerate(config.callbacks or [])
                 if isinstance(item, CheckpointMonitorCallback) and item[key] != reference]
     return find
+
+
+def _mirrored_dataset_copies(config: RunConfig) -> List[str]:
+    """The splits whose ``<split>_dataset_task.dataset_config`` repeats ``<split>_dataset`` exactly."""
+    return [split for split in ("train", "eval")
+            if get_path(config, f"{split}_dataset_task.dataset_config") is not None
+            and config[f"{split}_dataset_task"].dataset_config == config[f"{split}_dataset"]]
 
 
 def _dataset_copy(split: str) -> Callable[[RunConfig, RunConfig], List[Tuple[str, Any]]]:
@@ -857,6 +874,7 @@ def _check_choices(config: RunConfig) -> None:
         "context.mode": (0, 1),
         "processor.type": ("CLIPProcessor",),
         "processor.image_processor.type": ("CLIPImageProcessor",),
+        "export.file_format": ("MINDIR", "ONNX", "BOTH"),
     }
     for name, dataset in config.dataset_sections().items():
         choices[f"{name}.tokenizer.type"] = ("CLIPTokenizer",)
@@ -1158,10 +1176,15 @@ def load_run_config(source: Union[str, os.PathLike, Mapping[str, Any], None] = N
         if overrides:
             # Overrides go onto the validated config's plain form, so list indices reach defaults too
             # (callbacks.1.prefix=run with no callbacks in the YAML); the result is validated again.
+            mirrored = _mirrored_dataset_copies(config)
             merged = config.to_dict()
             apply_overrides(merged, overrides, cls)
             config = build_section(cls(), merged)
             explicit.update(dotted for dotted, value in _parse_override_items(overrides) if value is not None)
+            # A YAML anchor (dataset_config: *train_dataset) makes the copy the same mapping as the section,
+            # so an override of one is an override of both (as it is when run_mindformer edits the YAML).
+            for split in mirrored:
+                config[f"{split}_dataset_task"].dataset_config = copy.deepcopy(config[f"{split}_dataset"])
         config._explicit = frozenset(explicit)
         if config.trainer.type is None:
             config.trainer.type = TASKS[task]["trainer_types"][0]
