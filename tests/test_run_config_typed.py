@@ -317,6 +317,14 @@ def test_shipped_yamls_load_without_warnings(caplog):
     assert caplog.text == ""
 
 
+def test_overriding_an_anchored_dataset_overrides_its_copy(caplog):
+    # MindFormers' YAMLs repeat train_dataset as train_dataset_task.dataset_config (a YAML anchor): one mapping.
+    with caplog.at_level(logging.WARNING, logger="ms_clip"):
+        config = load_run_config(TINY_YAML, overrides={"train_dataset.data_loader.dataset_dir": "/data/Flickr8k"})
+    assert config.train_dataset_task.dataset_config.data_loader.dataset_dir == "/data/Flickr8k"
+    assert caplog.text == ""
+
+
 def test_train_dataset_batch_size_follows_runner_config_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="ms_clip"):
         config = load_run_config({"runner_config": {"batch_size": 16}, "train_dataset": {"batch_size": 8}},
