@@ -8,8 +8,12 @@ names the file and the refused global, and the marker must not appear.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import http.server
 import os
 import pickle
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -453,11 +457,6 @@ def test_out_of_bounds_view_and_truncated_storage_are_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 3. bounded downloads
-
-import contextlib
-import http.server
-import threading
-import time
 
 
 class _Hostile(http.server.BaseHTTPRequestHandler):
