@@ -5,8 +5,8 @@ Cache layout (``MS_CLIP_HOME``, default ``~/.cache/ms_clip``)::
     <home>/<name>/<name>.ckpt   converted weights (what from_pretrained loads)
     <home>/<name>/<name>.yaml   their config
 
-A missing cache entry is filled from OpenAI's official ``.pt`` (sha256-verified, then converted with
-``ms_clip.convert``). Nothing here ever falls back to random weights: every failure raises a
+A missing cache entry is filled from the official file (OpenAI's ``.pt``, sha256-verified; Chinese-CLIP's
+``.pt``, size-checked because it publishes no hashes), then converted with ``ms_clip.convert``. Nothing here ever falls back to random weights: every failure raises a
 ``HubError`` saying what to download, where to put it, or which command to run.
 
 The download base can be redirected (mirrors, tests) with ``MS_CLIP_DOWNLOAD_BASE`` or the
@@ -22,7 +22,7 @@ import socket
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 from ms_clip.errors import MsClipError
 from ms_clip.convert import convert_weight
@@ -32,7 +32,7 @@ from ms_clip.registry import canonical_name, load_config
 logger = logging.getLogger(__name__)
 
 __all__ = ["HubError", "PRETRAINED", "cache_home", "get_pretrained_checkpoint", "register_pretrained",
-           "download_url", "OPENAI_BASE_URL"]
+           "download_url", "OPENAI_BASE_URL", "check_size"]
 
 OPENAI_BASE_URL = "https://openaipublic.azureedge.net/clip/models"
 # OpenAI's files (openai/CLIP clip/clip.py `_MODELS`): the URL path component *is* the file's sha256,
@@ -49,6 +49,33 @@ PRETRAINED: Dict[str, Dict[str, str]] = {
     # The offline demo model, trained by ms_clip itself (scripts/build_demo_model.py); ships in the package.
     "clip_tiny_shapes": {"package_file": "assets/clip_tiny_shapes.ckpt"},
 }
+
+# Chinese-CLIP (OFA-Sys): the files cn_clip 1.6.0 downloads (cn_clip/clip/utils.py `_MODELS`: Hugging Face repo
+# OFA-Sys/<repo>, file <filename>; the project README also serves them from its OSS bucket, `mirror`). Chinese-CLIP
+# publishes NO hashes and no byte sizes, so these entries carry no sha256: the download's size must lie between
+# the architecture's tensor bytes in fp16 and in fp32 (+ 16 MiB for the zip/pickle framing), which rejects
+# truncated transfers, error pages and another model's file; the sha256 of what was downloaded is logged,
+# printed and recorded beside the cache entry (<name>/<name>.source.json) so that users can pin it.
+_CN_BASE = "https://huggingface.co/OFA-Sys"
+_CN_MIRROR = "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints"
+_FRAMING_SLACK = 16 << 20
+
+
+def _cn_entry(repo: str, filename: str, num_params: int) -> Dict[str, object]:
+    # num_params: the released state dict's tensors (our model + the BERT pooler cn_clip drops on load); it
+    # equals the parameter counts of Chinese-CLIP's README (188M, 406M, 407M, 958M).
+    return {"url": f"{_CN_BASE}/{repo}/resolve/main/{filename}", "filename": filename,
+            "mirror": f"{_CN_MIRROR}/{filename}", "min_size": 2 * num_params,
+            "max_size": 4 * num_params + _FRAMING_SLACK}
+
+
+PRETRAINED.update({
+    "chinese_clip_vit_b_16": _cn_entry("chinese-clip-vit-base-patch16", "clip_cn_vit-b-16.pt", 188_853_505),
+    "chinese_clip_vit_l_14": _cn_entry("chinese-clip-vit-large-patch14", "clip_cn_vit-l-14.pt", 406_823_681),
+    "chinese_clip_vit_l_14_336": _cn_entry("chinese-clip-vit-large-patch14-336px", "clip_cn_vit-l-14-336.pt",
+                                           407_151_361),
+    "chinese_clip_vit_h_14": _cn_entry("chinese-clip-vit-huge-patch14", "clip_cn_vit-h-14.pt", 958_647_809),
+})
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONVERT_SCRIPT = "convert/convert_weight.py"
 
@@ -62,19 +89,26 @@ def cache_home() -> str:
 
 
 def register_pretrained(name: str, *, sha256: Optional[str] = None, filename: Optional[str] = None,
-                        url: Optional[str] = None, package_file: Optional[str] = None) -> None:
+                        url: Optional[str] = None, package_file: Optional[str] = None,
+                        min_size: Optional[int] = None, max_size: Optional[int] = None) -> None:
     """Add or replace the weights entry of an architecture name.
 
     Either a downloadable source (``url`` or ``<base>/<sha256>/<filename>``, verified by ``sha256`` and
-    converted), or ``package_file``: a converted .ckpt shipped inside ms_clip (path relative to the
+    converted; a ``url`` of a publisher without hashes may give ``min_size``/``max_size`` in bytes
+    instead), or ``package_file``: a converted .ckpt shipped inside ms_clip (path relative to the
     package, its ``.yaml`` beside it).
     """
     name = canonical_name(name)
     if package_file:
         PRETRAINED[name] = {"package_file": package_file}
         return
+    if not sha256 and url and min_size is not None and max_size is not None:
+        PRETRAINED[name] = {"url": url, "filename": filename or os.path.basename(url.split("?")[0]),
+                            "min_size": int(min_size), "max_size": int(max_size)}
+        return
     if not sha256 or not (url or filename):
-        raise HubError(f"register_pretrained('{name}'): a download entry needs sha256 and a url or filename")
+        raise HubError(f"register_pretrained('{name}'): a download entry needs sha256 and a url or filename "
+                       f"(or, for a publisher without hashes, a url with min_size and max_size)")
     entry = {"sha256": sha256.lower(), "filename": filename or os.path.basename(url.split("?")[0])}
     if url:
         entry["url"] = url
@@ -88,9 +122,19 @@ def _source_url(entry: Dict[str, str], base_url: Optional[str]) -> str:
     return f"{base}/{entry['sha256']}/{entry['filename']}"
 
 
-def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0, *, max_bytes: Optional[int] = None,
-                 deadline_s: Optional[float] = None) -> str:
+def check_size(path: str, size: int, min_size: int, max_size: int, what: str) -> None:
+    """HubError unless ``min_size <= size <= max_size`` (bytes); the message names the file and the range."""
+    if not min_size <= size <= max_size:
+        raise HubError(f"{what}: {path} has {size:,} bytes, expected {min_size:,}..{max_size:,} (the model's tensors "
+                       f"in fp16..fp32); it is truncated, an error page or another model's file")
+
+
+def download_url(url: str, dest: str, sha256: Optional[str], timeout: float = 30.0, *,
+                 max_bytes: Optional[int] = None, deadline_s: Optional[float] = None,
+                 size_range: Optional[Tuple[int, int]] = None) -> str:
     """Download ``url`` to ``dest`` via a temp file in the same directory; verify sha256; rename into place.
+
+    ``sha256=None`` (publishers without hashes) needs ``size_range``: the size is checked instead.
 
     On a hash mismatch or any error the partial file is removed, so ``dest`` exists only when verified.
     The transfer is bounded (``ms_clip.net.fetch``): ``timeout`` per read, ``deadline_s`` in total
@@ -125,6 +169,13 @@ def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0, *, max
             raise HubError(str(err)) from None
         finally:
             bar.close()
+        if size_range is not None:
+            check_size(url, os.path.getsize(tmp), size_range[0], size_range[1], "download")
+        if sha256 is None:
+            if size_range is None:
+                raise HubError(f"download_url({url!r}): no sha256 and no size range to verify the file against")
+            os.replace(tmp, dest)
+            return dest
         got = sha256_file(tmp)
         if got != sha256.lower():
             raise HubError(f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}; the download was "
@@ -138,8 +189,13 @@ def download_url(url: str, dest: str, sha256: str, timeout: float = 30.0, *, max
 
 def _offline_help(name: str, url: str, entry: Dict[str, str], reason: str) -> str:
     target_dir = os.path.join(cache_home(), name)
+    if "sha256" in entry:
+        check = f"sha256 {entry['sha256']}"
+    else:  # Chinese-CLIP: no published hash
+        check = (f"no published sha256; {int(entry['min_size']):,}..{int(entry['max_size']):,} bytes"
+                 + (f"; also at {entry['mirror']}" if entry.get("mirror") else ""))
     return (f"cannot download the pretrained weights of '{name}' from {url} ({reason}). Either\n"
-            f"  1. download {url} (sha256 {entry['sha256']}) elsewhere and put it at "
+            f"  1. download {url} ({check}) elsewhere and put it at "
             f"{os.path.join(target_dir, entry['filename'])}, then call again (it is verified and converted), or\n"
             f"  2. convert a copy yourself: python {_CONVERT_SCRIPT} --torch_path {entry['filename']} "
             f"--mindspore_path {os.path.join(target_dir, name + '.ckpt')}")
@@ -224,19 +280,39 @@ def get_pretrained_checkpoint(name: str, base_url: Optional[str] = None, timeout
 def _fetch_and_convert(name: str, entry: Dict[str, str], ckpt: str, base_url: Optional[str], timeout: float) -> None:
     source = os.path.join(cache_home(), name, entry["filename"])
     url = _source_url(entry, base_url)
+    size_range = (int(entry["min_size"]), int(entry["max_size"])) if "sha256" not in entry else None
     if os.path.isfile(source):  # put there by hand (see the offline instructions) or left by a failed convert
-        got = sha256_file(source)
-        if got != entry["sha256"]:
-            raise HubError(f"{source}: sha256 is {got}, expected {entry['sha256']} (the file from {url}); "
-                           f"delete or replace it")
+        if size_range is not None:
+            check_size(source, os.path.getsize(source), size_range[0], size_range[1], f"the weights of '{name}'")
+        else:
+            got = sha256_file(source)
+            if got != entry["sha256"]:
+                raise HubError(f"{source}: sha256 is {got}, expected {entry['sha256']} (the file from {url}); "
+                               f"delete or replace it")
     else:
         logger.info("downloading %s for '%s' into %s", url, name, source)
         try:
-            download_url(url, source, entry["sha256"], timeout=timeout)
+            download_url(url, source, entry.get("sha256"), timeout=timeout, size_range=size_range)
         except urllib.error.HTTPError as err:
             raise HubError(_offline_help(name, url, entry, f"HTTP {err.code} {err.reason}")) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError) as err:
             reason = getattr(err, "reason", None) or err
             raise HubError(_offline_help(name, url, entry, f"no connection: {reason}")) from None
+    if size_range is not None:
+        _record_unhashed_source(name, url, source, ckpt)
     _convert_into_cache(name, source, ckpt)
     os.remove(source)  # the converted .ckpt is what is used; the source can be downloaded again
+
+
+def _record_unhashed_source(name: str, url: str, source: str, ckpt: str) -> None:
+    """A publisher without hashes: log, print and record the sha256 of the file we got, beside the cache entry."""
+    from ms_clip.fileio import write_json
+
+    digest, size = sha256_file(source), os.path.getsize(source)
+    record = os.path.splitext(ckpt)[0] + ".source.json"
+    write_json(record, {"name": name, "url": url, "filename": os.path.basename(source), "size": size,
+                        "sha256": digest, "note": "the publisher gives no hash; this is what was downloaded"})
+    message = (f"'{name}': {os.path.basename(source)} ({size:,} bytes) has sha256 {digest} - the publisher gives no "
+               f"hash to check it against; recorded in {record}")
+    logger.warning(message)
+    print(message)
