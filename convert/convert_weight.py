@@ -30,7 +30,8 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch_path", required=True,
-                        help="source: OpenAI .pt, open_clip .pt/.bin/.safetensors, HF CLIPModel folder or .ckpt "
+                        help="source: OpenAI .pt, open_clip .pt/.bin/.safetensors, Chinese-CLIP .pt, HF CLIPModel or "
+                             "ChineseCLIPModel folder, or .ckpt "
                              "(with --reverse: the output file or folder)")
     parser.add_argument("--mindspore_path", required=True,
                         help="output .ckpt; <stem>.yaml is written beside it (with --reverse: the ms_clip model to "

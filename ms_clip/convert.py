@@ -202,7 +202,8 @@ def _hf_folder_files(path: str) -> Tuple[str, str]:
     config_path = os.path.join(path, "config.json")
     weights = [os.path.join(path, f) for f in _HF_WEIGHT_FILES if os.path.isfile(os.path.join(path, f))]
     if not os.path.isfile(config_path) or not weights:
-        raise ConvertError(f"{path}: a directory source must be a Hugging Face CLIPModel folder with config.json "
+        raise ConvertError(f"{path}: a directory source must be a Hugging Face CLIPModel or ChineseCLIPModel folder "
+                           f"with config.json "
                            f"and one of {list(_HF_WEIGHT_FILES)}; found {sorted(os.listdir(path))}")
     return config_path, weights[0]
 
@@ -231,8 +232,8 @@ def read_source(path: str) -> SourceWeights:
     elif path.endswith((".pt", ".pth", ".bin")):
         tensors, dtypes, fmt = _read_torch_file(path)
     else:
-        raise ConvertError(f"{path}: unknown source format; expected an OpenAI/open_clip .pt/.pth/.bin, a "
-                           f".safetensors file, a MindSpore .ckpt or a Hugging Face CLIPModel folder")
+        raise ConvertError(f"{path}: unknown source format; expected an OpenAI/open_clip/Chinese-CLIP .pt/.pth/.bin, "
+                           f"a .safetensors file, a MindSpore .ckpt or a Hugging Face CLIPModel/ChineseCLIPModel folder")
     if fmt in ("state-dict", "hf") and any(k.startswith(_HF_BERT_PREFIX) for k in tensors):
         fmt = "hf-chinese-clip"  # an HF ChineseCLIPModel (folder or bare state dict): a BERT text_model
     elif fmt == "state-dict" and any(k.startswith(("text_model.", "vision_model.")) for k in tensors):
