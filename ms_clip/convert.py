@@ -3,8 +3,8 @@
 Accepted sources (the format is detected from the file, not trusted from the name):
 
 * OpenAI's released ``.pt`` files (TorchScript zip archives, e.g. ``ViT-B-32.pt``);
-* open_clip / OpenAI-style state dicts: ``.pt`` / ``.bin`` (``torch.load(weights_only=True)``) or
-  ``.safetensors`` (read without torch); ``module.`` prefixes and ``{"state_dict": ...}`` wrappers
+* open_clip / OpenAI-style state dicts: ``.pt`` / ``.bin`` (read by ``ms_clip.torchfile`` without torch and
+  without running any code in the file; torch only for the legacy non-zip format) or ``.safetensors``; ``module.`` prefixes and ``{"state_dict": ...}`` wrappers
   from training checkpoints are removed;
 * Hugging Face ``CLIPModel`` folders (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``);
 * Chinese-CLIP: ``cn_clip``'s released ``.pt`` files (``{"epoch", "step", "name", "state_dict":
@@ -30,8 +30,6 @@ import json
 import logging
 import os
 import re
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -43,6 +41,8 @@ from ms_clip.models import (BertConfig, ChineseCLIPConfig, CLIPConfig, CLIPTextC
                              model_class_for)
 from ms_clip.models.base import StrictConfig
 from ms_clip.registry import load_config, save_config
+from ms_clip.safe_pickle import UnsafePickleError
+from ms_clip.torchfile import TorchFileError, read_torch_checkpoint
 from ms_clip.weights import WeightsError, assign_weights, read_checkpoint, save_weights
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ __all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "in
 # Entries in OpenAI's JIT archives that are not weights (build_model deletes them too).
 _OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_TORCH_DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16",
-                      "torch.float64": "float64"}
 
 
 class ConvertError(MsClipError, ValueError):
@@ -88,58 +86,12 @@ class ConvertResult:
 # ----------------------------------------------------------------------------- readers
 
 
-def _import_torch(path: str):
-    try:
-        import torch
-    except ImportError:
-        raise ConvertError(f"{path}: reading PyTorch .pt/.bin files needs torch (pip install 'ms_clip[convert]'); "
-                           f".safetensors files and HF folders with model.safetensors do not") from None
-    return torch
-
-
-def _torch_to_numpy(state: Mapping[str, Any], path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-    torch = _import_torch(path)
-    tensors, dtypes = {}, {}
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise ConvertError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor; "
-                               f"expected a flat state dict of tensors")
-        dtypes[name] = _TORCH_DTYPE_NAMES.get(str(value.dtype), str(value.dtype).replace("torch.", ""))
-        # bfloat16 has no numpy dtype; float32 holds fp16/bf16 values exactly.
-        tensors[name] = value.detach().to("cpu").float().numpy() if value.is_floating_point() else value.numpy()
-    return tensors, dtypes
-
-
-def _is_torchscript_zip(path: str) -> bool:
-    """TorchScript archives carry compiled code (``<root>/code/``) besides ``data.pkl``; state dicts do not."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
-
-
-def _unwrap_state_dict(obj: Any, path: str) -> Mapping[str, Any]:
-    """Training checkpoints wrap the weights ({'state_dict': ...}, 'module.' prefixes from DDP)."""
-    for key in ("state_dict", "model", "module"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise ConvertError(f"{path}: expected a state dict (mapping of name -> tensor), got {type(obj).__name__}")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
 def _read_torch_file(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str], str]:
     # OpenAI's TorchScript archives and torch.save zip files are read by ms_clip.torchfile: data.pkl
     # through a restricted unpickler (tensor storages from the zip, __torch__ modules as inert holders),
     # so no torch is needed and nothing in the file runs: no torch.jit.load (it runs an archive's
     # __setstate__ code), no unrestricted pickle. Only the legacy non-zip format still uses torch.load
     # (weights_only=True).
-    from ms_clip.torchfile import TorchFileError, read_torch_checkpoint
-    from ms_clip.safe_pickle import UnsafePickleError
-
     try:
         return read_torch_checkpoint(path)
     except (TorchFileError, UnsafePickleError) as err:
