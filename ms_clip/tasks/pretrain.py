@@ -6,7 +6,6 @@ plus ours marked "Ours"); ``train`` and ``evaluate`` are what ``Trainer`` and ``
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import string
