@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 from mindspore import nn
 
 from .base import ConfigError, StrictConfig, suggest
+from .resnet import CLIPResNetVisionConfig, ModifiedResNet
 from .vit import CLIPVisionConfig, VisionTransformer
 
 __all__ = ["VISION_TOWERS", "vision_config_from", "build_vision_tower", "register_vision_tower"]
@@ -18,9 +19,10 @@ __all__ = ["VISION_TOWERS", "vision_config_from", "build_vision_tower", "registe
 # config class name (the ``type`` key in YAML) -> (config class, tower constructor(cfg, projection_dim, dtype)).
 VISION_TOWERS: Dict[str, Tuple[type, Callable[..., nn.Cell]]] = {
     "CLIPVisionConfig": (CLIPVisionConfig, VisionTransformer),
+    "CLIPResNetVisionConfig": (CLIPResNetVisionConfig, ModifiedResNet),  # OpenAI's RN50 ... RN50x64
 }
 # Short names accepted in YAML for readability.
-_TYPE_ALIASES = {"vit": "CLIPVisionConfig"}
+_TYPE_ALIASES = {"vit": "CLIPVisionConfig", "resnet": "CLIPResNetVisionConfig"}
 
 
 def register_vision_tower(config_class: type, tower: Callable[..., nn.Cell], alias: str = "") -> None:
