@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from ms_clip.fileio import YamlError, read_yaml, write_yaml
 from ms_clip.models import family_config_from_dict
 from ms_clip.models.base import ConfigError, StrictConfig, suggest
+from ms_clip.pretrained_table import ALIASES as ZOO_ALIASES
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ __all__ = ["list_models", "canonical_name", "is_model_name", "load_config", "sav
 MODEL_CONFIG_DIR = os.path.join(os.path.dirname(__file__), "model_configs")
 # MindFormers' names that are not filename-safe (or legacy spellings) -> canonical names.
 ALIASES = {"clip_vit_l_14@336": "clip_vit_l_14_336", "mindspore/clip_vit_b_32": "clip_vit_b_32"}
+# open_clip's activation-suffixed spellings of OpenAI's architectures (clip_vit_b_32_quickgelu -> clip_vit_b_32).
+ALIASES.update(ZOO_ALIASES)
 CONFIG_FILE = "config.yaml"
 
 def list_models() -> List[str]:

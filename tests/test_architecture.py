@@ -20,7 +20,7 @@ REPO = os.path.dirname(PACKAGE_DIR)
 LAYERS = [
     ("errors", "constants", "fileio", "net", "safe_pickle", "tokenizer", "bert_tokenizer", "loss", "data.timing",
      "models"),
-    ("weights", "torchfile", "processor", "registry"),
+    ("weights", "torchfile", "processor", "registry", "pretrained_table"),
     ("convert",),
     ("hub",),
     ("loader", "export_torch", "features", "data", "demo", "eval", "train", "run_config", "distributed"),
