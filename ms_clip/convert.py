@@ -39,6 +39,7 @@ from ms_clip.errors import MsClipError
 from ms_clip.fileio import sha256_file
 from ms_clip.models import (BertConfig, ChineseCLIPConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig,
                              model_class_for)
+from ms_clip.models.resnet import CLIPResNetVisionConfig
 from ms_clip.models.base import StrictConfig
 from ms_clip.registry import load_config, save_config
 from ms_clip.safe_pickle import UnsafePickleError
@@ -48,7 +49,7 @@ from ms_clip.weights import WeightsError, assign_weights, read_checkpoint, save_
 logger = logging.getLogger(__name__)
 
 __all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "infer_config",
-           "infer_chinese_clip_config", "sha256_file"]
+           "infer_chinese_clip_config", "config_from_open_clip", "sha256_file"]
 
 # Entries in OpenAI's JIT archives that are not weights (build_model deletes them too).
 _OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
@@ -320,9 +321,10 @@ def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceW
         renamed = {(_rename(k, _MINDFORMERS_RENAMES) or k): k for k in tensors}
         tensors = {new: tensors[old] for new, old in renamed.items()}
         dtypes = {new: dtypes[old] for new, old in renamed.items()}
-    # OpenAI/open_clip extras: JIT metadata scalars and open_clip's non-persistent causal mask, if saved.
+    # OpenAI/open_clip extras: JIT metadata scalars and open_clip's non-persistent causal mask, if saved;
+    # the ResNet tower's BatchNorm step counters (torch uses them only for momentum=None, which CLIP never sets).
     for name in list(tensors):
-        if name in _OPENAI_NON_WEIGHTS or name == "attn_mask":
+        if name in _OPENAI_NON_WEIGHTS or name == "attn_mask" or name.endswith(".num_batches_tracked"):
             dropped.append(name)
             del tensors[name], dtypes[name]
     return SourceWeights(tensors, dtypes, fmt, hf_config, dropped)
@@ -333,9 +335,7 @@ def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceW
 
 def _require(tensors: Mapping[str, np.ndarray], name: str, path: str) -> np.ndarray:
     if name not in tensors:
-        hint = " (ResNet CLIP models such as RN50 are not supported)" if any(
-            k.startswith("visual.layer1.") for k in tensors) else ""
-        raise ConvertError(f"{path}: not a CLIP ViT checkpoint: missing '{name}'{hint}; "
+        raise ConvertError(f"{path}: not a CLIP checkpoint: missing '{name}'; "
                            f"found keys like {sorted(tensors)[:5]}")
     return tensors[name]
 
@@ -357,6 +357,29 @@ def _num_layers(tensors: Mapping[str, np.ndarray], prefix: str, path: str = "sou
                            f"(found {len(indices)} blocks, largest index {indices[-1]}"
                            f"{', missing ' + str(gaps) if gaps else ''}); the file is corrupt or not a CLIP checkpoint")
     return len(indices)
+
+
+# Vision head widths that differ from OpenAI's 64, by tower width: open_clip's ViT-H/14 (80), ViT-g/14 (88) and
+# ViT-bigG/14 (104) (model_configs/*.json "head_width"; Chinese-CLIP's ViT-H/14 uses 80 as well). Tensors do
+# not show the head count; these widths are unique to those towers.
+_VISION_HEAD_WIDTH = {1280: 80, 1408: 88, 1664: 104}
+
+
+def _infer_resnet(t: Mapping[str, np.ndarray], path: str) -> CLIPResNetVisionConfig:
+    """OpenAI's ModifiedResNet from shapes, as OpenAI's build_model: blocks per stage from the keys, width from
+    the first bottleneck's conv1, resolution from the attention pool's positions, heads = width * 32 // 64."""
+    layers = [_num_layers(t, f"visual.layer{stage}.", path) for stage in (1, 2, 3, 4)]
+    if min(layers) == 0:
+        raise ConvertError(f"{path}: a ResNet CLIP needs visual.layer1..layer4 blocks, found {layers} blocks per stage")
+    width = _require(t, "visual.layer1.0.conv1.weight", path).shape[0]
+    positions = _require(t, "visual.attnpool.positional_embedding", path).shape[0]
+    grid = int(round((positions - 1) ** 0.5))
+    if grid * grid + 1 != positions:
+        raise ConvertError(f"{path}: visual.attnpool.positional_embedding has {positions} rows, expected a square "
+                           f"grid + 1 mean token")
+    return CLIPResNetVisionConfig(layers=layers, width=width, num_attention_heads=max(width * 32 // 64, 1),
+                                  image_size=grid * 32,
+                                  num_channels=_require(t, "visual.conv1.weight", path).shape[1])
 
 
 def _infer_vision(t: Mapping[str, np.ndarray], hf_vision: Mapping[str, Any], path: str,
@@ -383,21 +406,28 @@ def _infer_vision(t: Mapping[str, np.ndarray], hf_vision: Mapping[str, Any], pat
 def infer_config(source: SourceWeights, path: str = "source") -> StrictConfig:
     """The architecture from tensor shapes (OpenAI's build_model rules); HF folders add config.json values.
 
-    OpenAI/open_clip files do not store head counts or the activation: heads = width // 64 and
-    QuickGELU, which is what every OpenAI checkpoint uses. Pass an explicit config to
-    ``convert_weight`` for other models (e.g. open_clip GELU models). A source with a BERT text
-    tower (``bert.*``) is Chinese-CLIP (``infer_chinese_clip_config``).
+    OpenAI/open_clip files do not store head counts or the activation: heads = width // 64 (vision
+    towers of width 1280/1408/1664 use open_clip's 80/88/104-wide heads) and QuickGELU, which is what
+    every OpenAI checkpoint uses. A ResNet tower (``visual.attnpool.*``) is read as OpenAI's
+    build_model does. Pass an explicit config to ``convert_weight`` for other models (e.g. open_clip
+    GELU models: the registry names and ``config_from_open_clip`` know them). A source with a BERT
+    text tower (``bert.*``) is Chinese-CLIP (``infer_chinese_clip_config``).
     """
     t = source.tensors
     if "bert.embeddings.word_embeddings.weight" in t:
         return infer_chinese_clip_config(source, path)
     hf = source.hf_config or {}
     hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
-    vision = _infer_vision(t, hf_vision, path)
+    if "visual.attnpool.positional_embedding" in t:  # OpenAI's ModifiedResNet (RN50 ... RN50x64)
+        vision = _infer_resnet(t, path)
+        proj_dim = _require(t, "visual.attnpool.c_proj.weight", path).shape[0]
+    else:
+        width = _require(t, "visual.conv1.weight", path).shape[0]
+        vision = _infer_vision(t, hf_vision, path, head_width=_VISION_HEAD_WIDTH.get(width, 64))
+        proj_dim = _require(t, "visual.proj", path).shape[1]
     text_width = _require(t, "ln_final.weight", path).shape[0]
     vocab, _ = _require(t, "token_embedding.weight", path).shape
     context = _require(t, "positional_embedding", path).shape[0]
-    proj_dim = _require(t, "visual.proj", path).shape[1]
     text_mlp = _require(t, "transformer.resblocks.0.mlp.c_fc.weight", path).shape[0]
     text = CLIPTextConfig(
         vocab_size=vocab, hidden_size=text_width, intermediate_size=text_mlp,
@@ -411,6 +441,45 @@ def infer_config(source: SourceWeights, path: str = "source") -> StrictConfig:
     if "logit_scale_init_value" in hf:
         kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=proj_dim, **kwargs)
+
+
+# open_clip's model config (model_configs/<arch>.json, or "model_cfg" of a Hub repository's open_clip_config.json)
+# -> ours. Only the keys our towers compute exactly are accepted (the plain ViT / ModifiedResNet and the causal
+# text transformer); anything else (timm towers, attentional pooling, no ln_pre, ...) is refused by name.
+_OPEN_CLIP_KEYS = {"": {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu"},
+                   "vision_cfg": {"image_size", "layers", "width", "patch_size", "head_width", "mlp_ratio"},
+                   "text_cfg": {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}}
+
+
+def config_from_open_clip(model_cfg: Mapping[str, Any], quick_gelu: Optional[bool] = None,
+                          where: str = "open_clip model config") -> CLIPConfig:
+    """A CLIPConfig equal to open_clip's ``CLIP(**model_cfg)``; ``quick_gelu`` overrides the cfg's flag (open_clip's
+    pretrained cfg sets it for OpenAI/MetaCLIP/DFN weights). ConvertError names any option we cannot compute."""
+    unknown = sorted((set(model_cfg) - _OPEN_CLIP_KEYS[""])
+                     | {f"vision_cfg.{k}" for k in set(model_cfg.get("vision_cfg") or {}) - _OPEN_CLIP_KEYS["vision_cfg"]}
+                     | {f"text_cfg.{k}" for k in set(model_cfg.get("text_cfg") or {}) - _OPEN_CLIP_KEYS["text_cfg"]})
+    if unknown:
+        raise ConvertError(f"{where}: open_clip options {unknown} are not supported by ms_clip's towers (supported: "
+                           f"the standard ViT or ModifiedResNet vision tower with the causal CLIP text tower)")
+    act = "quick_gelu" if (model_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu) else "gelu"
+    v, t = model_cfg["vision_cfg"], model_cfg["text_cfg"]
+    text = CLIPTextConfig(vocab_size=t.get("vocab_size", 49408), hidden_size=t.get("width", 512),
+                          intermediate_size=int(t.get("width", 512) * t.get("mlp_ratio", 4.0)),
+                          num_hidden_layers=t.get("layers", 12), num_attention_heads=t.get("heads", 8),
+                          max_position_embeddings=t.get("context_length", 77), hidden_act=act)
+    if isinstance(v.get("layers"), (list, tuple)):
+        width = v.get("width", 64)
+        vision: StrictConfig = CLIPResNetVisionConfig(layers=list(v["layers"]), width=width,
+                                                      num_attention_heads=width * 32 // v.get("head_width", 64),
+                                                      image_size=v.get("image_size", 224))
+    else:
+        width = v.get("width", 768)
+        vision = CLIPVisionConfig(hidden_size=width, intermediate_size=int(width * v.get("mlp_ratio", 4.0)),
+                                  num_hidden_layers=v.get("layers", 12),
+                                  num_attention_heads=width // v.get("head_width", 64),
+                                  image_size=v.get("image_size", 224), patch_size=v.get("patch_size", 16),
+                                  hidden_act=act)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=model_cfg["embed_dim"])
 
 
 # cn_clip's ViT-H/14 uses 80-wide heads (model_configs/ViT-H-14.json "vision_head_width": 80, 16 heads of

@@ -32,7 +32,9 @@ from ms_clip.registry import canonical_name, load_config
 logger = logging.getLogger(__name__)
 
 __all__ = ["HubError", "PRETRAINED", "cache_home", "get_pretrained_checkpoint", "register_pretrained",
-           "download_url", "OPENAI_BASE_URL", "check_size"]
+           "download_url", "OPENAI_BASE_URL", "check_size", "zoo_tags", "default_tag", "has_pretrained",
+           "get_zoo_checkpoint", "get_open_clip_hub_checkpoint", "get_hf_repo_checkpoint", "hub_file_metadata",
+           "download_hub_file", "hf_endpoint", "HUB_WEIGHT_FILES"]
 
 OPENAI_BASE_URL = "https://openaipublic.azureedge.net/clip/models"
 # OpenAI's files (openai/CLIP clip/clip.py `_MODELS`): the URL path component *is* the file's sha256,
@@ -316,3 +318,276 @@ def _record_unhashed_source(name: str, url: str, source: str, ckpt: str) -> None
                f"hash to check it against; recorded in {record}")
     logger.warning(message)
     print(message)
+
+
+# ============================================================================= the model zoo (issue 17)
+# Architecture x tag (ms_clip.pretrained_table, generated from open_clip's tables): OpenAI's files from OpenAI's
+# URLs (sha256 in the URL), every other tag from its Hugging Face Hub repository, verified against the LFS
+# sha256 and size the Hub reports for the file. Cache: <home>/<name>.<tag>/<name>.<tag>.{ckpt,yaml}; the YAML
+# carries the tag's preprocessing. Also open_clip's "hf-hub:<repo>" form and plain HF CLIPModel repositories.
+
+HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's preference order
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_SMALL_FILE_MAX_BYTES = 4 << 20  # config JSON files
+
+
+def zoo_tags(name: str) -> Dict[str, Dict[str, object]]:
+    """Pretrained tags of a registry name ({} if none): tag -> source + preprocessing."""
+    from ms_clip.pretrained_table import ZOO
+
+    return ZOO.get(canonical_name(name), {})
+
+
+def default_tag(name: str) -> Optional[str]:
+    """The tag a bare name loads: OpenAI's weights where they exist, else the first open_clip lists."""
+    from ms_clip.pretrained_table import DEFAULT_TAG
+
+    return DEFAULT_TAG.get(canonical_name(name))
+
+
+def has_pretrained(name: str) -> bool:
+    """Whether a bare registry name has weights (OpenAI's table, a bundled file, or a zoo default tag)."""
+    name = canonical_name(name)
+    return name in PRETRAINED or default_tag(name) is not None
+
+
+def hf_endpoint() -> str:
+    """The Hub's base URL: ``HF_ENDPOINT`` (huggingface_hub's variable: mirrors, tests) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def hub_file_url(repo: str, filename: str, revision: str = "main") -> str:
+    return f"{hf_endpoint()}/{repo}/resolve/{revision}/{filename}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # the Hub's metadata sits on the redirect itself
+        return None
+
+
+def hub_file_metadata(url: str, timeout: float = 30.0) -> Tuple[str, int]:
+    """(sha256, size) of a Hub LFS file from a HEAD request, as huggingface_hub verifies downloads.
+
+    The Hub answers ``/resolve/`` with a redirect to its CDN whose headers carry the LFS object's sha256
+    (``X-Linked-ETag``, quoted) and byte size (``X-Linked-Size``); the redirect is not followed (the CDN's
+    response does not have them), except a relative one (a renamed repository) on the Hub itself.
+    urllib.error.HTTPError (e.g. 404) is raised as is; a response without the headers is a HubError.
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+    for _ in range(3):
+        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "ms_clip"})
+        try:
+            response = opener.open(request, timeout=timeout)
+            headers, location = response.headers, None
+            response.close()
+        except urllib.error.HTTPError as err:
+            if err.code not in (301, 302, 303, 307, 308):
+                raise
+            headers, location = err.headers, err.headers.get("Location")
+        etag, size = headers.get("X-Linked-ETag"), headers.get("X-Linked-Size")
+        if etag and size:
+            digest = etag.strip().removeprefix("W/").strip('"').lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not size.isdigit():
+                raise HubError(f"{url}: the Hub reported X-Linked-ETag {etag!r} / X-Linked-Size {size!r}, not an LFS "
+                               f"sha256 and byte size; cannot verify the file")
+            return digest, int(size)
+        if location and location.startswith("/"):
+            url = url.split("/", 3)[0] + "//" + url.split("/", 3)[2] + location
+            continue
+        break
+    raise HubError(f"{url}: the server did not report the file's sha256 and size (X-Linked-ETag / X-Linked-Size "
+                   f"headers, which huggingface.co sends for weights files), so the download cannot be verified; "
+                   f"download the file yourself and pass its path to from_pretrained / convert_weight.py")
+
+
+def download_hub_file(repo: str, filenames, dest_dir: str, timeout: float = 30.0) -> str:
+    """Download the first of ``filenames`` that the repository has, verified by the Hub's LFS sha256 and size.
+
+    Returns the local path. HubError when none exists (404 on all) or verification fails (the partial file
+    is deleted: see ``download_url``).
+    """
+    missing = []
+    for filename in filenames:
+        url = hub_file_url(repo, filename)
+        try:
+            sha256, size = hub_file_metadata(url, timeout)
+        except urllib.error.HTTPError as err:
+            if err.code in (404, 401):  # 401: the Hub's answer for a missing file in a gated/absent repository
+                missing.append(filename)
+                continue
+            raise HubError(f"{url}: HTTP {err.code} {err.reason}") from None
+        dest = os.path.join(dest_dir, filename)
+        if os.path.isfile(dest) and os.path.getsize(dest) == size and sha256_file(dest) == sha256:
+            return dest  # put there by hand, or left by an interrupted conversion
+        logger.info("downloading %s (%d bytes, sha256 %s) into %s", url, size, sha256, dest)
+        # Transfer bounded by the reported size (a longer body is cut there), then checked here with messages of
+        # our own: a short file (dropped connection, truncating proxy) and a changed one are different problems.
+        download_url(url, dest, None, timeout=timeout, max_bytes=size, size_range=(0, size))
+        got_size = os.path.getsize(dest)
+        got = sha256_file(dest) if got_size == size else None
+        if got != sha256:
+            os.remove(dest)
+            if got is None:
+                raise HubError(f"{url}: received {got_size:,} of {size:,} bytes (the size the Hub reports); the "
+                               f"transfer was cut short and the partial file was deleted: call again")
+            raise HubError(f"sha256 mismatch for {url}: the Hub reports {sha256}, the download has {got}; the file "
+                           f"was deleted (corrupt transfer or a proxy that changed it)")
+        return dest
+    raise HubError(f"the Hugging Face repository {repo} at {hf_endpoint()} has none of {list(filenames)} "
+                   f"(HTTP 404 on each)")
+
+
+def _fetch_small(url: str, timeout: float) -> bytes:
+    from ms_clip.net import fetch
+
+    return fetch(url, None, max_bytes=_SMALL_FILE_MAX_BYTES, deadline_s=max(timeout * 4, 60.0), timeout_s=timeout,
+                 what="config file")
+
+
+def _convert_with_config(config, source: str, ckpt: str) -> None:
+    """Convert ``source`` strictly against ``config`` (which may carry preprocessing); move ckpt + yaml into place."""
+    directory = os.path.dirname(ckpt)
+    stem = os.path.splitext(os.path.basename(ckpt))[0]
+    staging = tempfile.mkdtemp(prefix=".convert-", dir=directory)
+    try:
+        result = convert_weight(source, os.path.join(staging, stem + ".ckpt"), config=config)
+        os.replace(result.config_path, os.path.splitext(ckpt)[0] + ".yaml")  # yaml first: the ckpt marks completion
+        os.replace(result.path, ckpt)
+        logger.info("cached %s (sha256 %s)", ckpt, result.sha256)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def get_zoo_checkpoint(name: str, tag: str, timeout: float = 30.0) -> str:
+    """Path of the converted ``.ckpt`` of architecture ``name`` with weights ``tag`` (its ``.yaml`` beside it).
+
+    OpenAI's tags of the four original ViT names share their cache entry with the bare name.
+    """
+    name = canonical_name(name)
+    tags = zoo_tags(name)
+    if tag not in tags:
+        from ms_clip.pretrained_table import ZOO
+
+        elsewhere = sorted(n for n, t in ZOO.items() if tag in t)
+        hint = f" '{tag}' exists for {elsewhere} (its weights need that architecture)." if elsewhere else ""
+        raise HubError(f"unknown pretrained tag '{tag}' for '{name}'.{hint} Tags of '{name}': {sorted(tags) or 'none'}")
+    entry = tags[tag]
+    if tag == default_tag(name) and name in PRETRAINED:
+        return get_pretrained_checkpoint(name, timeout=timeout)
+    key = f"{name}.{tag}"
+    ckpt = os.path.join(cache_home(), key, key + ".ckpt")
+    if _cached(ckpt):
+        return ckpt
+    config = load_config(name)
+    config.preprocessing = dict(entry["preprocess"])
+    with _entry_lock(os.path.dirname(ckpt)):
+        if _cached(ckpt):
+            return ckpt
+        directory = os.path.dirname(ckpt)
+        try:
+            if "sha256" in entry:  # OpenAI's file
+                url = str(entry["url"])
+                source = os.path.join(directory, os.path.basename(url))
+                if not (os.path.isfile(source) and sha256_file(source) == entry["sha256"]):
+                    download_url(url, source, str(entry["sha256"]), timeout=timeout)
+            else:
+                files = (entry["filename"],) if entry.get("filename") else HUB_WEIGHT_FILES
+                source = download_hub_file(str(entry["hf_hub"]), files, directory, timeout)
+        except urllib.error.HTTPError as err:
+            raise HubError(f"cannot download the weights of {key} ({entry.get('url') or entry.get('hf_hub')}): "
+                           f"HTTP {err.code} {err.reason}") from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError) as err:
+            where = entry.get("url") or hub_file_url(str(entry["hf_hub"]), HUB_WEIGHT_FILES[0])
+            raise HubError(f"cannot download the weights of {key} from {where} (no connection: "
+                           f"{getattr(err, 'reason', None) or err}); download it elsewhere, then "
+                           f"python {_CONVERT_SCRIPT} --torch_path <file> --mindspore_path {ckpt} "
+                           f"(and add the tag's preprocessing with from_pretrained(..., pretrained='{tag}') "
+                           f"once the file is in {directory})") from None
+        _convert_with_config(config, source, ckpt)
+        os.remove(source)
+    return ckpt
+
+
+def _repo_dir(kind: str, repo: str) -> str:
+    return os.path.join(cache_home(), kind, repo.replace("/", "--"))
+
+
+def get_open_clip_hub_checkpoint(repo: str, timeout: float = 30.0) -> str:
+    """open_clip's ``hf-hub:<repo>``: the repository's open_clip_config.json (model_cfg + preprocess_cfg) and
+    its verified weights, converted and cached under <home>/hf-hub/<org>--<name>/model.ckpt."""
+    import json
+
+    from ms_clip.convert import config_from_open_clip
+
+    ckpt = os.path.join(_repo_dir("hf-hub", repo), "model.ckpt")
+    if _cached(ckpt):
+        return ckpt
+    with _entry_lock(os.path.dirname(ckpt)):
+        if _cached(ckpt):
+            return ckpt
+        url = hub_file_url(repo, "open_clip_config.json")
+        try:
+            cfg = json.loads(_fetch_small(url, timeout))
+            source = download_hub_file(repo, HUB_WEIGHT_FILES, os.path.dirname(ckpt), timeout)
+        except urllib.error.HTTPError as err:
+            raise HubError(f"hf-hub:{repo}: {url}: HTTP {err.code} {err.reason} (an open_clip repository has "
+                           f"open_clip_config.json and {HUB_WEIGHT_FILES[0]} or {HUB_WEIGHT_FILES[1]})") from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError) as err:
+            raise HubError(f"hf-hub:{repo}: cannot reach {url} ({getattr(err, 'reason', None) or err})") from None
+        except ValueError as err:
+            raise HubError(f"hf-hub:{repo}: open_clip_config.json is not valid JSON ({err})") from None
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
+            raise HubError(f"hf-hub:{repo}: open_clip_config.json has no 'model_cfg' mapping")
+        config = config_from_open_clip(cfg["model_cfg"], where=f"hf-hub:{repo} open_clip_config.json")
+        pre = cfg.get("preprocess_cfg") or {}
+        mode = {"shortest": "crop", "squash": "squash"}.get(pre.get("resize_mode", "shortest"))
+        if mode is None or pre.get("interpolation", "bicubic") != "bicubic":
+            raise HubError(f"hf-hub:{repo}: preprocessing {pre.get('interpolation')}/{pre.get('resize_mode')} is not "
+                           f"supported (bicubic with resize_mode shortest or squash)")
+        from ms_clip.constants import CLIP_MEAN, CLIP_STD
+
+        config.preprocessing = {"mean": list(pre.get("mean", CLIP_MEAN)), "std": list(pre.get("std", CLIP_STD)),
+                                "interpolation": "bicubic", "resize_mode": mode}
+        _convert_with_config(config, source, ckpt)
+        os.remove(source)
+    return ckpt
+
+
+def get_hf_repo_checkpoint(repo: str, timeout: float = 30.0) -> str:
+    """A Hugging Face ``CLIPModel`` repository (config.json + model.safetensors / pytorch_model.bin, verified):
+    converted (architecture from config.json and the tensors) and cached under <home>/hf/<org>--<name>/model.ckpt.
+    The repository's preprocessor_config.json, if any, gives mean/std."""
+    import json
+
+    from ms_clip.convert import infer_config, read_source
+
+    ckpt = os.path.join(_repo_dir("hf", repo), "model.ckpt")
+    if _cached(ckpt):
+        return ckpt
+    directory = os.path.dirname(ckpt)
+    with _entry_lock(directory):
+        if _cached(ckpt):
+            return ckpt
+        folder = tempfile.mkdtemp(prefix=".hf-", dir=directory)
+        try:
+            try:
+                with open(os.path.join(folder, "config.json"), "wb") as f:
+                    f.write(_fetch_small(hub_file_url(repo, "config.json"), timeout))
+                download_hub_file(repo, HF_WEIGHT_FILES, folder, timeout)
+                try:
+                    pre = json.loads(_fetch_small(hub_file_url(repo, "preprocessor_config.json"), timeout))
+                except urllib.error.HTTPError:
+                    pre = {}
+            except urllib.error.HTTPError as err:
+                raise HubError(f"{repo}: not a Hugging Face CLIPModel repository at {hf_endpoint()} (HTTP {err.code} "
+                               f"for {err.url}); expected config.json and {HF_WEIGHT_FILES[0]}") from None
+            except (urllib.error.URLError, socket.timeout, ConnectionError) as err:
+                raise HubError(f"{repo}: cannot reach {hf_endpoint()} ({getattr(err, 'reason', None) or err})") from None
+            config = infer_config(read_source(folder), folder)
+            if pre.get("image_mean") and pre.get("image_std"):
+                config.preprocessing = {"mean": list(pre["image_mean"]), "std": list(pre["image_std"]),
+                                        "interpolation": "bicubic", "resize_mode": "crop"}
+            _convert_with_config(config, folder, ckpt)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return ckpt

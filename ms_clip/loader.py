@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
@@ -124,19 +125,64 @@ def resolve(spec: Union[str, os.PathLike]) -> Resolved:
         if not os.path.isfile(path):
             raise ConfigError(f"weights file not found: {path}")
         return _convert_in_memory(path)
+    if path.startswith(HF_HUB_PREFIX):  # open_clip's form: hf-hub:<org>/<repo> with open_clip_config.json
+        return _resolve_cached(hub.get_open_clip_hub_checkpoint(path[len(HF_HUB_PREFIX):]), path)
+    name, tag = split_tag(path)
+    if tag is not None:
+        return _resolve_cached(hub.get_zoo_checkpoint(name, tag), path)
+    if _is_hf_repo_id(path):
+        return _resolve_cached(hub.get_hf_repo_checkpoint(path), path)  # a plain HF CLIPModel repository id
     name = registry.canonical_name(path)  # ConfigError with the valid names
+    if name not in hub.PRETRAINED and hub.default_tag(name):
+        return _resolve_cached(hub.get_zoo_checkpoint(name, hub.default_tag(name)), name)
     return Resolved(registry.load_config(name), hub.get_pretrained_checkpoint(name), name)
+
+
+HF_HUB_PREFIX = "hf-hub:"
+_HF_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _is_hf_repo_id(spec: str) -> bool:
+    """``org/name`` that is neither a registry name (``mindspore/clip_vit_b_32``) nor a local path or file name."""
+    return (bool(_HF_REPO_ID.fullmatch(spec)) and not registry.is_model_name(spec) and not os.path.exists(spec)
+            and not spec.endswith((".yaml", ".yml") + WEIGHT_SUFFIXES))
+
+
+def split_tag(spec: str) -> tuple:
+    """``"clip_vit_h_14.laion2b_s32b_b79k"`` -> (``"clip_vit_h_14"``, ``"laion2b_s32b_b79k"``); (spec, None) when
+    the part before the first dot is not a registry name (file names, plain names)."""
+    name, dot, tag = spec.partition(".")
+    if dot and tag and registry.is_model_name(name) and not os.path.exists(spec):
+        return registry.canonical_name(name), tag
+    return spec, None
+
+
+def _resolve_cached(ckpt: str, source: str) -> Resolved:
+    """A converted cache entry: its YAML (with the weights' preprocessing) and its .ckpt."""
+    return Resolved(registry.load_config(os.path.splitext(ckpt)[0] + ".yaml"), ckpt, source)
 
 
 def load_config(name_or_path: Union[str, os.PathLike], expected: Optional[type] = None) -> StrictConfig:
     """The config of any spec (a name, YAML, directory or checkpoint); no weights are read for names/YAMLs."""
     path = os.fspath(name_or_path)
-    if path.endswith(WEIGHT_SUFFIXES) or (os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
-                                          and not os.path.isfile(os.path.join(path, registry.CONFIG_FILE))):
+    if split_tag(path)[1] is not None:  # name.tag: the architecture, with the tag's preprocessing; no download
+        name, tag = split_tag(path)
+        if tag not in hub.zoo_tags(name):
+            hub.get_zoo_checkpoint(name, tag)  # raises HubError naming the valid tags (nothing is downloaded)
+        config = registry.load_config(name)
+        config.preprocessing = dict(hub.zoo_tags(name)[tag]["preprocess"])
+        config.checkpoint_name_or_path = path
+        if expected is not None and not isinstance(config, expected):
+            raise ConfigError(f"{path} is a {type(config).__name__}, not a {expected.__name__}")
+        return config
+    if path.startswith(HF_HUB_PREFIX) or _is_hf_repo_id(path):
+        config = resolve(path).config
+    elif path.endswith(WEIGHT_SUFFIXES) or (os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+                                            and not os.path.isfile(os.path.join(path, registry.CONFIG_FILE))):
         config = resolve(path).config
     else:
         config = registry.load_config(path)
-        if registry.is_model_name(path) and registry.canonical_name(path) in hub.PRETRAINED:
+        if registry.is_model_name(path) and hub.has_pretrained(path):
             # MindFormers: the named config carries its weights, so CLIPModel(CLIPConfig.from_pretrained(name))
             # is the pretrained model (downloaded on first use), never a silently random one.
             config.checkpoint_name_or_path = registry.canonical_name(path)
@@ -155,7 +201,20 @@ def list_models() -> List[str]:
 
 
 def show_support_list(owner: str = "CLIPModel") -> None:
+    """MindFormers' support list (the registry names), then each architecture's pretrained tags (default first)."""
     registry.show_support_list(owner)
+    lines = []
+    for name in registry.list_models():
+        if name in registry.ALIASES:
+            continue
+        tags = list(hub.zoo_tags(name))
+        default = hub.default_tag(name)
+        if name in hub.PRETRAINED and not tags:
+            tags, default = ["(bundled)" if "package_file" in hub.PRETRAINED[name] else "(default)"], None
+        if tags:
+            ordered = ([default] if default in tags else []) + [t for t in tags if t != default]
+            lines.append(f"   {name}: " + ", ".join(f"{t} (default)" if t == default else t for t in ordered))
+    print("pretrained weights (name.tag, or from_pretrained(name, pretrained=tag)):\n" + "\n".join(lines))
 
 
 def get_tokenizer(name_or_path: Union[str, os.PathLike, StrictConfig, PreTrainedModel]) -> Callable[..., np.ndarray]:
@@ -250,7 +309,17 @@ def _load(model, resolved: Resolved) -> None:
 
 
 def from_pretrained(name_or_path: Union[str, os.PathLike], model_class: Optional[type] = None, **overrides: Any):
-    """A model with weights. Never returns random weights: any problem raises with what to do."""
+    """A model with weights. Never returns random weights: any problem raises with what to do.
+
+    ``pretrained="<tag>"`` (open_clip's keyword) picks the weights of a registry name:
+    ``from_pretrained("clip_vit_h_14", pretrained="laion2b_s32b_b79k")`` = ``"clip_vit_h_14.laion2b_s32b_b79k"``.
+    """
+    tag = overrides.pop("pretrained", None)
+    if tag:
+        name = os.fspath(name_or_path)
+        if not registry.is_model_name(name):
+            raise ConfigError(f"pretrained={tag!r} needs a registry name (e.g. clip_vit_h_14), got {name!r}")
+        name_or_path = f"{registry.canonical_name(name)}.{tag}"
     resolved = resolve(name_or_path)
     if resolved.weights is None:
         raise ConfigError(f"{os.fspath(name_or_path)} is a config without weights; use ms_clip.create_model for a "

@@ -93,16 +93,17 @@ def expand_image_inputs(inputs: Any) -> List[Tuple[str, Any]]:
 
 
 def model_image_processor(model) -> Any:
-    """The model's own preprocessing: OpenAI's resize + center crop (``CLIPImageProcessor``) for CLIP,
-    Chinese-CLIP's bicubic resize to size x size without crop for Chinese-CLIP."""
-    from ms_clip.processor import CLIPImageProcessor
+    """The model's own preprocessing: for CLIP the one its weights were trained with (``config.preprocessing``,
+    OpenAI's resize + center crop by default), Chinese-CLIP's bicubic resize to size x size without crop for
+    Chinese-CLIP."""
+    from ms_clip.processor import image_processor_for
 
     size = model.config.vision_config.image_size
     if is_chinese_clip(model):
         from ms_clip.data.pipeline import ImageTransform
 
         return ImageTransform(size, resize="squash")
-    return CLIPImageProcessor(image_resolution=size)
+    return image_processor_for(model.config)  # the weights' own mean/std and resize mode (pretrained tag)
 
 
 def default_hypothesis_template(model) -> Union[str, Sequence[str]]:

@@ -47,6 +47,7 @@ __all__ = [
     "to_pil_image",
     "preprocess",
     "CLIPImageProcessor",
+    "image_processor_for",
     "CLIPTrainTransform",
     "random_resized_crop_params",
     "train_transform",
@@ -398,6 +399,17 @@ class CLIPImageProcessor:
         return _to_tensor_kind(batch, return_tensors)
 
     preprocess = __call__
+
+
+def image_processor_for(config: Any) -> CLIPImageProcessor:
+    """The eval processor a model config asks for: its image size and its weights' ``preprocessing`` (mean/std
+    and resize mode of the pretrained tag, e.g. 0.5/0.5 for ViT-L/14 laion2b_s32b_b82k or squash for DFN's
+    ViT-H/14), OpenAI's when the config has none."""
+    size = config.vision_config.image_size
+    pre = getattr(config, "preprocessing", None)
+    if not pre:
+        return CLIPImageProcessor(image_resolution=size)
+    return CLIPImageProcessor(image_resolution=size, mean=pre["mean"], std=pre["std"], resize_mode=pre["resize_mode"])
 
 
 # ------------------------------------------------------------------------------ train transform

@@ -27,7 +27,7 @@ _IGNORED_KEYS = ("type",)
 # run config may set them on top of an architecture that comes with weights (see ms_clip.loader).
 ARCH_FREE_FIELDS = ("compute_dtype", "checkpoint_name_or_path", "dropout", "attention_dropout",
                     "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range",
-                    "initializer_factor", "logit_scale_init_value")
+                    "initializer_factor", "logit_scale_init_value", "preprocessing")
 
 
 class ConfigError(MsClipError, ValueError):

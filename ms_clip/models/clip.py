@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from .base import PreTrainedModel, StrictConfig
+from .base import ConfigError, PreTrainedModel, StrictConfig
 from .layers import DTYPES, HIDDEN_ACTS, LayerNorm, Transformer, normal
 from .towers import build_vision_tower, vision_config_from
 from .vit import CLIPVisionConfig
@@ -69,6 +69,9 @@ class CLIPConfig(StrictConfig):
     compute_dtype: str = "float32"
     # Weights to load after construction: a registry name, a directory or a .ckpt ('' = random init).
     checkpoint_name_or_path: str = ""
+    # How the weights expect images (the pretrained tag's): {mean, std, interpolation, resize_mode}; None = OpenAI's
+    # (CLIP mean/std, bicubic, shorter side + centre crop). Read by ms_clip.processor.image_processor_for.
+    preprocessing: Optional[Dict[str, Any]] = None
     # MindFormers called compute_dtype `dtype`.
     _aliases = {"dtype": "compute_dtype"}
 
@@ -80,6 +83,8 @@ class CLIPConfig(StrictConfig):
         self._check_choice("compute_dtype", COMPUTE_DTYPES)
         if self.checkpoint_name_or_path is None:
             self.checkpoint_name_or_path = ""
+        if self.preprocessing is not None:
+            self.preprocessing = check_preprocessing(self.preprocessing, "CLIPConfig.preprocessing")
 
     # The family surface that preprocessing, tokenizers and run-config checks read.
     @property
@@ -89,6 +94,26 @@ class CLIPConfig(StrictConfig):
     @property
     def context_length(self) -> int:
         return self.text_config.max_position_embeddings
+
+
+PREPROCESSING_KEYS = ("mean", "std", "interpolation", "resize_mode")
+_INTERPOLATIONS = ("bicubic",)  # what every supported pretrained tag uses (and ms_clip.processor implements)
+_RESIZE_MODES = ("crop", "squash")
+
+
+def check_preprocessing(value: Any, where: str) -> Dict[str, Any]:
+    """A validated preprocessing dict (all four keys); ConfigError naming the bad key and the valid values."""
+    if not isinstance(value, Mapping) or set(value) != set(PREPROCESSING_KEYS):
+        raise ConfigError(f"{where} must be a mapping with exactly the keys {list(PREPROCESSING_KEYS)}, got {value!r}")
+    out = {"mean": [float(v) for v in value["mean"]], "std": [float(v) for v in value["std"]],
+           "interpolation": value["interpolation"], "resize_mode": value["resize_mode"]}
+    if len(out["mean"]) != 3 or len(out["std"]) != 3 or min(out["std"]) <= 0:
+        raise ConfigError(f"{where}: mean and std need 3 values (RGB, std > 0), got {value['mean']!r}, {value['std']!r}")
+    if out["interpolation"] not in _INTERPOLATIONS:
+        raise ConfigError(f"{where}.interpolation must be one of {list(_INTERPOLATIONS)}, got {out['interpolation']!r}")
+    if out["resize_mode"] not in _RESIZE_MODES:
+        raise ConfigError(f"{where}.resize_mode must be one of {list(_RESIZE_MODES)}, got {out['resize_mode']!r}")
+    return out
 
 
 # ----------------------------------------------------------------------------- text tower parts

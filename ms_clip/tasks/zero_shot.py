@@ -227,6 +227,10 @@ def _image_processor(model, config: Dict[str, Any]):
 
     image_size = model.config.vision_config.image_size
     transforms = config["eval_dataset"]["transforms"]
+    if not transforms and getattr(model.config, "preprocessing", None):
+        from ms_clip.processor import image_processor_for
+
+        return image_processor_for(model.config)  # the pretrained tag's mean/std and resize mode
     spec = image_transform_from_config(transforms, image_size, "eval_dataset.transforms")
     if not transforms and is_chinese_clip(model):
         spec = dataclasses.replace(spec, resize="squash")  # the model's own: resize to size x size, no crop
