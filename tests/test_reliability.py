@@ -215,9 +215,12 @@ def test_leftover_temp_files_are_removed_when_a_run_starts(one_epoch_run, flickr
     for path in leftovers:
         with open(path, "wb") as f:
             f.write(b"\0" * 4096)
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
     # Same number of epochs: nothing left to train, but the start-up cleans the checkpoint directory.
     assert _main(_train_args(flickr, out, "--resume_training", "True", epochs=1)) == 0
     assert _temp_files(out) == []
+    # The training loop's stop handlers are gone again.
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers
 
 
 def test_disk_full_during_a_save_names_the_directory_and_leaves_no_temp_file(tmp_path, monkeypatch):
