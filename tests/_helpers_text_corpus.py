@@ -115,3 +115,82 @@ def collect_corpus(minimum: int = 50_000, limit: int = 60_000) -> List[str]:
     if len(corpus) < minimum:
         raise RuntimeError(f"only {len(corpus)} strings found under {root}, expected at least {minimum}")
     return corpus
+
+
+# ----------------------------------------------------------------------------- Chinese + mixed-script text
+
+# gettext catalogs of the system's programs (libc, apt, glib, coreutils, ISO code names, ...): real UI text
+# with format specifiers, paths and Latin words inside Chinese sentences. Chinese first; the other scripts
+# make the mixed-script part (Greek final sigma, accents, Cyrillic, Arabic, Japanese kana, Korean, Thai).
+_LOCALE_DIR = Path("/usr/share/locale")
+_CHINESE_LOCALES = ("zh_CN", "zh_TW", "zh_HK", "zh_Hans", "zh_Hant")
+_OTHER_LOCALES = ("ja", "ko", "el", "ru", "uk", "ar", "he", "fa", "hi", "th", "vi", "de", "fr", "es", "pt_BR",
+                  "pl", "tr", "cs")
+# Other UTF-8 Chinese documents that Debian packages install (tutorials, help texts, catalogs).
+_CHINESE_DOCS = ("/usr/share/vim/vim90/tutor/tutor.zh_cn.utf-8", "/usr/share/gnupg/help.zh_CN.txt",
+                 "/usr/lib/systemd/catalog/systemd.zh_CN.catalog", "/usr/share/gnupg/help.zh_TW.txt")
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+
+
+def _catalog_texts(locale: str, per_catalog: int) -> Iterator[str]:
+    import gettext
+
+    for mo in sorted((_LOCALE_DIR / locale / "LC_MESSAGES").glob("*.mo")):
+        try:
+            with open(mo, "rb") as f:
+                catalog = gettext.GNUTranslations(f)._catalog
+        except (OSError, UnicodeDecodeError, Exception):  # a damaged or non-UTF-8 catalog: skip it
+            continue
+        count = 0
+        for key in sorted(catalog, key=str):
+            source = key[0] if isinstance(key, tuple) else key
+            target = catalog[key]
+            if not source or not isinstance(target, str) or not target.strip():
+                continue
+            yield target
+            yield f"{source} {target}"  # the English original beside its translation: mixed script
+            count += 1
+            if count >= per_catalog:
+                break
+
+
+def collect_chinese_corpus(minimum: int = 2_000, per_catalog: int = 150) -> List[str]:
+    """Unique real Chinese and mixed-script strings, in a fixed order; raises if fewer than ``minimum``.
+
+    Sources: every non-ASCII string literal of Chinese-CLIP's own package (``cn_clip``: zero-shot
+    templates and class names of ImageNet and the ELEVATER datasets, in Chinese), the system's gettext
+    catalogs (Chinese locales in full up to ``per_catalog`` messages per catalog, other scripts too) and
+    Chinese documents that Debian packages install; texts are split into paragraphs, lines and sentences.
+    """
+    root = site_packages()
+    seen: dict = {}
+
+    def add(texts: Iterator[str]) -> None:
+        for text in texts:
+            for piece in _pieces(text):
+                seen.setdefault(piece, None)
+                for sentence in re.split(r"(?<=[。！？；])", piece):
+                    if sentence.strip():
+                        seen.setdefault(sentence, None)
+
+    cn_clip = root / "cn_clip"
+    if cn_clip.is_dir():
+        add(t for f in sorted(cn_clip.rglob("*.py")) for t in _module_texts(f))
+    for locale in _CHINESE_LOCALES:
+        add(_catalog_texts(locale, per_catalog))
+    for doc in _CHINESE_DOCS:
+        try:
+            add([Path(doc).read_text(encoding="utf-8")])
+        except (OSError, UnicodeDecodeError):
+            continue
+    for locale in _OTHER_LOCALES:
+        add(_catalog_texts(locale, per_catalog // 5))
+    corpus = list(seen)
+    chinese = sum(_has_cjk(t) for t in corpus)
+    if chinese < minimum:
+        raise RuntimeError(f"only {chinese} Chinese strings found (cn_clip under {root}, gettext catalogs under "
+                           f"{_LOCALE_DIR}), expected at least {minimum}")
+    return corpus

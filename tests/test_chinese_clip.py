@@ -216,3 +216,250 @@ def test_parity_large_towers(sources, struct):
                      "ViT-H-14@": "chinese_clip_vit_h_14"}[struct.split("@")[0] + "@"]
     assert result.config.architecture() == load_config(registry_name).architecture()
     sources.cache.pop(struct)  # full-size models are large; free them
+
+
+# ----------------------------------------------------------------------------- converter strictness
+
+
+@pytest.fixture(scope="module")
+def tiny_state(tmp_path_factory):
+    """The tiny cn_clip model's released-format checkpoint contents (module.-prefixed fp16 tensors)."""
+    path = str(tmp_path_factory.mktemp("cn_tiny") / "tiny.pt")
+    _save_cn_clip(_seeded_cn_clip(TINY_INFO, seed=5), path, seed=5)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _variant(tmp_path, checkpoint, edit) -> str:
+    state = dict(checkpoint["state_dict"])
+    edit(state)
+    path = str(tmp_path / "variant.pt")
+    torch.save({**checkpoint, "state_dict": state}, path)
+    return path
+
+
+def test_unused_key_is_named(tmp_path, tiny_state):
+    path = _variant(tmp_path, tiny_state, lambda s: s.__setitem__("module.bert.extra.weight", torch.zeros(3)))
+    with pytest.raises(ConvertError, match=r"bert\.extra\.weight"):
+        convert_weight(path, str(tmp_path / "out.ckpt"), config="chinese_clip_tiny")
+    assert not os.path.exists(tmp_path / "out.ckpt")
+
+
+def test_missing_key_is_named(tmp_path, tiny_state):
+    key = "module.bert.encoder.layer.1.output.dense.bias"
+    path = _variant(tmp_path, tiny_state, lambda s: s.pop(key))
+    with pytest.raises(ConvertError, match=r"bert\.encoder\.layer\.1\.output\.dense\.bias"):
+        convert_weight(path, str(tmp_path / "out.ckpt"), config="chinese_clip_tiny")
+    assert not os.path.exists(tmp_path / "out.ckpt")
+
+
+def test_shape_mismatch_is_named(tmp_path, tiny_state):
+    key = "module.bert.encoder.layer.1.intermediate.dense.weight"
+    path = _variant(tmp_path, tiny_state, lambda s: s.__setitem__(key, torch.zeros(128, 64).half()))
+    with pytest.raises(ConvertError, match=r"bert\.encoder\.layer\.1\.intermediate\.dense\.weight.*\(128, 64\)"):
+        convert_weight(path, str(tmp_path / "out.ckpt"), config="chinese_clip_tiny")
+
+
+def test_wrong_architecture_for_a_registry_name(tmp_path, tiny_state):
+    path = _variant(tmp_path, tiny_state, lambda s: None)
+    with pytest.raises(ConvertError, match=r"shape"):
+        convert_weight(path, str(tmp_path / "out.ckpt"), config="chinese_clip_vit_b_16")
+
+
+def test_clip_model_refuses_a_chinese_checkpoint(tmp_path, tiny_state):
+    path = _variant(tmp_path, tiny_state, lambda s: None)
+    result = convert_weight(path, str(tmp_path / "tiny.ckpt"), config="chinese_clip_tiny")
+    with pytest.raises(ConfigError, match=r"ChineseCLIPModel.*not a CLIPModel.*ChineseCLIPModel\.from_pretrained"):
+        CLIPModel.from_pretrained(result.path)
+    import ms_clip
+
+    assert isinstance(ms_clip.from_pretrained(result.path), ChineseCLIPModel)
+    assert read_source(path).fmt == "cn-clip"
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+HARD_CASES = [
+    "", " ", "\t\n\r", "\x00\x01\x7f\x85\u200b\u200d\ufeff\ufffd", "猫\u0000狗", "ａｂｃ　ＡＢＣ　１２３！？",
+    "全角：“引号”（括号）【方括号】《书名号》——破折号……省略号", "😀👍🏽👨‍👩‍👧 emoji 表情🐱", "ΣΑΣ ΟΔΟΣ Σ. AΣ\x01B",
+    "İstanbul ǅemal ß ﬁ Å Ω K", "e\u0301 a\u0300 n\u0303 Crème Brûlée", "\u2028行\u2029段\u3000空格",
+    "\U0002B820\U0002CEAF\U00030000𠀀𪜀", "\ue000\U000F0000 private use", "\u0378\u0379 unassigned",
+    "a" * 250, "猫" * 60, "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "https://example.com/路径?查询=值&x=1#片段", "C++/C# vs. R&D: 50% off!!! $100 @home",
+    "한국어 텍스트 日本語のテキスト ภาษาไทย العربية עברית",
+    b"\xe7\x8c\xab bytes".decode("utf-8"), "  leading and trailing  ", "[CLS] [SEP] [UNK] [PAD] [MASK]",
+    "##猫 ##ing", "\u0e01\u0e34\u0e19 \u0915\u093f", "⺀⿕〇々〆ヶ", "①②③ ⅠⅡⅢ ½ ¼ ²³",
+]
+
+
+def _chinese_corpus():
+    from _helpers_text_corpus import collect_chinese_corpus
+
+    return collect_chinese_corpus(per_catalog=40) + HARD_CASES
+
+
+def test_tokenizer_matches_cn_clip_on_real_corpus():
+    from cn_clip.clip import tokenize as reference
+
+    from ms_clip.bert_tokenizer import tokenize
+
+    corpus = _chinese_corpus()
+    ours, ref = tokenize(corpus), reference(corpus).numpy()
+    bad = [corpus[i] for i in np.nonzero((ours != ref).any(axis=1))[0]]
+    chinese = sum(any("\u4e00" <= c <= "\u9fff" for c in t) for t in corpus)
+    sys.__stdout__.write(f"\n[chinese-clip tokenizer] {len(corpus)} strings ({chinese} with Chinese, "
+                         f"{sum(not t.isascii() for t in corpus)} non-ASCII, {len(HARD_CASES)} hand-picked): "
+                         f"{len(bad)} mismatches\n")
+    assert not bad, bad[:5]
+    assert ours.dtype == np.int32 and ours.shape == (len(corpus), 52)
+    assert chinese >= 2000
+
+
+def _codepoint_texts(step_rare: int):
+    """Every code point outside the big uniform blocks (letters Lo, private use Co, unassigned Cn), a sample of
+    those, each in two contexts (inside a Greek word, for the final-sigma rule, and alone)."""
+    cps = []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        if unicodedata.category(chr(cp)) in ("Lo", "Co", "Cn") and cp % step_rare:
+            continue
+        cps.append(cp)
+    return [f"aΣ{chr(cp)}b {chr(cp)}" for cp in cps] + [f"{chr(cp)}Ab\u00e9 ΣΣ{chr(cp)}" for cp in cps]
+
+
+@pytest.mark.parametrize("step_rare", [pytest.param(97, id="ci"), pytest.param(1, id="all", marks=pytest.mark.slow)])
+def test_tokenizer_matches_cn_clip_on_code_points(step_rare):
+    from cn_clip.clip import tokenize as reference
+
+    from ms_clip.bert_tokenizer import tokenize
+
+    texts = _codepoint_texts(step_rare)
+    bad = np.nonzero((tokenize(texts) != reference(texts).numpy()).any(axis=1))[0]
+    sys.__stdout__.write(f"\n[chinese-clip tokenizer] {len(texts)} code-point strings: {len(bad)} mismatches\n")
+    assert len(bad) == 0, [texts[i] for i in bad[:5]]
+
+
+def test_bert_tokenizer_api(tmp_path):
+    from ms_clip import BertTokenizer, get_tokenizer
+    from ms_clip.bert_tokenizer import CHINESE_CLIP_VOCAB_SHA256, default_vocab_path
+    from ms_clip.fileio import sha256_file
+
+    assert sha256_file(default_vocab_path()) == CHINESE_CLIP_VOCAB_SHA256
+    assert os.path.isfile(os.path.join(os.path.dirname(default_vocab_path()), "chinese_clip_vocab.NOTICE.txt"))
+    tok = BertTokenizer.from_pretrained("chinese_clip_vit_b_16")
+    assert tok.vocab_size == 21128 and tok.tokenize("一只猫!") == ["一", "只", "猫", "!"]
+    out = tok(["一只猫", "狗"], return_tensors="np")
+    assert out["input_ids"].shape == (2, 52) and out["input_ids"][1, :3].tolist() == [101, 4318, 102]
+    assert out["attention_mask"][1].tolist() == [1, 1, 1] + [0] * 49
+    short = tok("一只猫", max_length=4, return_tensors=None)
+    assert short["input_ids"] == [101, 671, 1372, 102]  # [CLS] + the first max_length - 2 ids + [SEP]
+    assert tok.decode(out["input_ids"][0], skip_special_tokens=True) == "一 只 猫"
+    saved = tok.save_pretrained(str(tmp_path))
+    assert BertTokenizer.from_pretrained(str(tmp_path)).vocab == tok.vocab and saved.endswith("vocab.txt")
+    chinese, english = get_tokenizer("chinese_clip_tiny"), get_tokenizer("clip_tiny")
+    assert chinese(["一只猫"]).shape == (1, 52) and english("a cat").shape == (1, 77)
+    np.testing.assert_array_equal(chinese(TEXTS), cn_clip_utils.tokenize(TEXTS).numpy())
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def test_preprocessing_pixel_exact():
+    from PIL import Image
+
+    from ms_clip.processor import CLIPImageProcessor, preprocess
+
+    rng = np.random.default_rng(1)
+    images = []
+    for w, h in [(640, 480), (100, 300), (224, 224), (17, 33), (400, 401)]:
+        rgb = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        images += [rgb] + [rgb.convert(mode) for mode in ("L", "RGBA", "P", "LA", "CMYK", "1")]
+    for size in (224, 336):
+        reference = cn_clip_utils.image_transform(size)
+        processor = CLIPImageProcessor(size, resize_mode="squash")
+        worst = max(float(np.abs(reference(im).numpy() - processor.preprocess_one(im)).max()) for im in images)
+        assert worst == 0.0, (size, worst)
+        np.testing.assert_array_equal(preprocess(images[1], size, resize_mode="squash"),
+                                      reference(images[1]).numpy())
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        CLIPImageProcessor(224, resize_mode="stretch")
+
+
+# ----------------------------------------------------------------------------- weights table and downloads
+
+
+def test_weights_table_has_the_released_models():
+    for name, filename in [("chinese_clip_vit_b_16", "clip_cn_vit-b-16.pt"), ("chinese_clip_vit_l_14", "clip_cn_vit-l-14.pt"),
+                           ("chinese_clip_vit_l_14_336", "clip_cn_vit-l-14-336.pt"),
+                           ("chinese_clip_vit_h_14", "clip_cn_vit-h-14.pt")]:
+        entry = hub.PRETRAINED[name]
+        repo = cn_clip_utils._MODELS[{"chinese_clip_vit_b_16": "ViT-B-16", "chinese_clip_vit_l_14": "ViT-L-14",
+                                      "chinese_clip_vit_l_14_336": "ViT-L-14-336",
+                                      "chinese_clip_vit_h_14": "ViT-H-14"}[name]]
+        assert entry["url"] == f"https://huggingface.co/OFA-Sys/{repo[0]}/resolve/main/{repo[1]}"
+        assert entry["filename"] == filename and "sha256" not in entry
+        assert 0 < entry["min_size"] < entry["max_size"]
+        assert isinstance(load_config(name), ChineseCLIPConfig)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MS_CLIP_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _files(directory):
+    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(directory) for f in fs
+                  if f != ".lock")
+
+
+def test_download_without_hash_checks_size_and_records_sha256(home, tmp_path, tiny_state, monkeypatch, capsys):
+    from ms_clip.fileio import sha256_file
+
+    www = tmp_path / "www"
+    www.mkdir()
+    source = _variant(www, tiny_state, lambda s: None)
+    digest, size = sha256_file(source), os.path.getsize(source)
+    with serve_directory(str(www)) as base:
+        monkeypatch.setitem(hub.PRETRAINED, "chinese_clip_tiny",
+                            {"url": f"{base}/variant.pt", "filename": "variant.pt", "min_size": size - 10,
+                             "max_size": size + 10})
+        model = ChineseCLIPModel.from_pretrained("chinese_clip_tiny")
+    assert isinstance(model, ChineseCLIPModel)
+    assert _files(home) == ["chinese_clip_tiny/chinese_clip_tiny.ckpt", "chinese_clip_tiny/chinese_clip_tiny.source.json",
+                            "chinese_clip_tiny/chinese_clip_tiny.yaml"]
+    record = json.load(open(home / "chinese_clip_tiny" / "chinese_clip_tiny.source.json"))
+    assert record["sha256"] == digest and record["size"] == size
+    assert digest in capsys.readouterr().out
+    state = {k[len("module."):]: v.float().numpy() for k, v in tiny_state["state_dict"].items()}
+    for name, param in model.parameters_and_names():
+        np.testing.assert_array_equal(param.asnumpy(), state[name], err_msg=name)
+
+
+def test_download_of_wrong_size_leaves_nothing(home, tmp_path, tiny_state, monkeypatch):
+    www = tmp_path / "www"
+    www.mkdir()
+    source = _variant(www, tiny_state, lambda s: None)
+    size = os.path.getsize(source)
+    with serve_directory(str(www)) as base:
+        monkeypatch.setitem(hub.PRETRAINED, "chinese_clip_tiny",
+                            {"url": f"{base}/variant.pt", "filename": "variant.pt", "min_size": size + 1,
+                             "max_size": size + 100})
+        with pytest.raises(hub.HubError, match=rf"{size:,} bytes, expected {size + 1:,}\.\.{size + 100:,}"):
+            hub.get_pretrained_checkpoint("chinese_clip_tiny")
+    assert _files(home) == []
+
+
+def test_offline_says_url_place_and_command(home, monkeypatch):
+    with serve_directory(str(home.parent)) as base:
+        pass  # the port is closed now: a refused connection, as offline
+    entry = dict(hub.PRETRAINED["chinese_clip_vit_b_16"], url=f"{base}/clip_cn_vit-b-16.pt")
+    monkeypatch.setitem(hub.PRETRAINED, "chinese_clip_vit_b_16", entry)
+    with pytest.raises(hub.HubError) as err:
+        ChineseCLIPModel.from_pretrained("chinese_clip_vit_b_16")
+    message = str(err.value)
+    assert f"{base}/clip_cn_vit-b-16.pt" in message and "no published sha256" in message
+    assert os.path.join(str(home), "chinese_clip_vit_b_16", "clip_cn_vit-b-16.pt") in message
+    assert "convert/convert_weight.py --torch_path clip_cn_vit-b-16.pt" in message
+    assert "oss-cn-beijing" in message  # the project's mirror
