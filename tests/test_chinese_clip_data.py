@@ -360,21 +360,6 @@ def test_multi_positive_ties_never_help_and_chance():
 # --------------------------------------------------------------------------- zero-shot with Chinese prompts
 
 
-@pytest.fixture()
-def model_tokenizer(monkeypatch):
-    """The model's tokenizer: ``ms_clip.get_tokenizer`` once it exists; until then cn_clip's ``tokenize``
-    stands in (test-only)."""
-    import ms_clip.loader as loader
-
-    if not hasattr(loader, "get_tokenizer"):
-        def stand_in(spec):
-            from cn_clip.clip import tokenize
-
-            return lambda texts: tokenize(list(texts), context_length=52).numpy()
-
-        monkeypatch.setattr(loader, "get_tokenizer", stand_in, raising=False)
-
-
 def test_chinese_templates_are_cn_clips():
     from cn_clip.eval import cvinw_zeroshot_templates as reference
 
@@ -401,7 +386,7 @@ def test_chinese_classnames(tmp_path):
     assert list(CIFAR10_CLASSNAMES_ZH) == chinese_classnames(CIFAR10_CLASSNAMES)
 
 
-def test_pipeline_picks_the_models_tokenizer_templates_and_preprocessing(model_tokenizer):
+def test_pipeline_picks_the_models_tokenizer_templates_and_preprocessing():
     from cn_clip.clip import tokenize as cn_tokenize
     from cn_clip.eval.data import EvalImgDataset, _preprocess_text
 
@@ -434,28 +419,12 @@ TINY_CONFIG = os.path.join(ROOT, "configs", "clip", "run_chinese_clip_tiny_shape
 CLI_EPOCHS = 6
 N_TRAIN, N_TEST = 240, 60  # 480 (text, image) pairs: 15 steps of 32 per epoch
 
-# Runs run_mindformer.py; before ms_clip.get_tokenizer exists, cn_clip's tokenize stands in (test-only).
-_RUNNER = """import runpy, sys
-import ms_clip.loader as loader
-if not hasattr(loader, "get_tokenizer"):
-    def get_tokenizer(spec):
-        from cn_clip.clip import tokenize
-        return lambda texts: tokenize(list(texts), context_length=52).numpy()
-    loader.get_tokenizer = get_tokenizer
-sys.argv = [sys.argv[1]] + sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def _cli(tmp_path, *args, timeout=900):
     import subprocess
 
-    runner = tmp_path / "runner.py"
-    runner.write_text(_RUNNER)
     env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, str(runner), os.path.join(ROOT, "run_mindformer.py"),
-                           "--config", TINY_CONFIG, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_mindformer.py"), "--config", TINY_CONFIG, *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -510,3 +479,27 @@ def test_cli_bad_row_is_one_line(cn_world, tmp_path):
                 "--output_dir", str(tmp_path / "out"), timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"train_texts.jsonl:{2 * N_TRAIN + 1}: not a JSON object" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_zero_shot_cifar10_evaluation_uses_chinese_names_and_templates(tmp_path):
+    from ms_clip import Trainer
+    from ms_clip.data.classification import write_cifar10
+    from ms_clip.eval.templates import CIFAR10_CLASSNAMES, CHINESE_CLIP_TEMPLATES
+    from ms_clip.loader import create_model, save_pretrained
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    folder = write_cifar10(str(tmp_path), images, [i % 10 for i in range(20)], CIFAR10_CLASSNAMES)
+    weights = save_pretrained(create_model("chinese_clip_tiny"), str(tmp_path / "model"))
+    config = os.path.join(ROOT, "configs", "clip", "run_chinese_clip_vit_b_16_zero_shot_cifar100.yaml")
+    trainer = Trainer(args=config, model_name="chinese_clip_tiny", eval_dataset=folder)
+    trainer.config.eval_dataset.data_loader.type = "Cifar10DataLoader"
+    trainer.config.output_dir = str(tmp_path / "out")
+    trainer.config.zero_shot.cache_class_embeddings = False
+    trainer.config.eval_dataset.num_parallel_workers = 1
+    result = trainer.evaluate(eval_checkpoint=weights)
+    assert result["num_samples"] == 20 and result["num_templates"] == len(CHINESE_CLIP_TEMPLATES)
+    with open(tmp_path / "out" / "zero_shot_metrics.json", encoding="utf-8") as f:
+        written = json.load(f)
+    assert written["templates"] == list(CHINESE_CLIP_TEMPLATES)
+    assert [row["class_name"] for row in written["per_class"]][:3] == ["飞机", "汽车", "鸟"]

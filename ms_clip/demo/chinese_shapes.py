@@ -34,15 +34,16 @@ SIZE_WORDS: Dict[str, Tuple[str, ...]] = {"small": ("小", "小小的"), "large"
 STYLE_WORDS: Dict[str, str] = {"plain": "照片", "blurry": "模糊照片", "black and white": "黑白照片",
                                "low contrast": "低对比度照片", "high contrast": "高对比度照片"}
 
-# {colour} is empty for black-and-white photos (their captions cannot know the colour).
+# {colour} is empty for black-and-white photos (their captions cannot know the colour). Every caption names
+# the colour and the shape, so a model trained for a minute from scratch already has a signal to learn.
 _TEMPLATES = (
-    "一张{shape}的{photo}",
+    "一张{colour}{shape}的{photo}",
     "一个{size}{colour}{shape}",
     "{colour}{shape}",
-    "图片中间有一个{shape}",
-    "一张{size}{shape}的{photo}",
+    "图片中间有一个{colour}{shape}",
+    "一张{size}{colour}{shape}的{photo}",
     "这是一个{colour}的{shape}",
-    "画着{shape}的图",
+    "画着{colour}{shape}的图",
 )
 
 
