@@ -6,8 +6,12 @@ lazily so ``import ms_clip`` stays fast and never needs torch.
 from ms_clip.errors import MsClipError
 from ms_clip.models import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, ConfigError, clip_logits
 from ms_clip.models import BertConfig, ChineseCLIPConfig, ChineseCLIPModel
+from ms_clip.models import BaseConfig, BaseModel, PretrainedConfig, PreTrainedModel
 # Importing the loader registers it with the models (their from_pretrained / checkpoint_name_or_path use it).
 from ms_clip.loader import create_model, from_pretrained, get_tokenizer, list_models
+# Importing ms_clip.auto registers the model catalog with the tokenizer and processors (their from_pretrained).
+from ms_clip.auto import (AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, MindFormerBook,
+                          MindFormerConfig)
 
 __version__ = "0.1.0"
 
@@ -24,12 +28,16 @@ _LAZY = {
     "ClipLoss": "ms_clip.loss",
     "Trainer": "ms_clip.trainer",
     "pipeline": "ms_clip.pipelines",
+    "ZeroShotImageClassificationPipeline": "ms_clip.pipelines",
+    "CLIPWithLoss": "ms_clip.loss",
     "convert_weight": "ms_clip.convert",
 }
 
 __all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "MsClipError",
            "clip_logits", "create_model", "from_pretrained", "list_models", "get_tokenizer", "BertConfig",
-           "ChineseCLIPConfig", "ChineseCLIPModel", *_LAZY]
+           "ChineseCLIPConfig", "ChineseCLIPModel", "PreTrainedModel", "BaseModel", "BaseConfig", "PretrainedConfig",
+           "AutoConfig", "AutoModel", "AutoTokenizer", "AutoProcessor", "AutoImageProcessor", "MindFormerBook",
+           "MindFormerConfig", *_LAZY]
 
 
 def __getattr__(name):

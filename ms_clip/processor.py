@@ -357,6 +357,52 @@ def _to_tensor_kind(batch: np.ndarray, return_tensors: Optional[str]) -> Any:
     raise ValueError(f"return_tensors must be 'ms' or 'np', got {return_tensors!r}")
 
 
+IMAGE_PROCESSOR_CONFIG_FILE = "image_processor_config.json"
+PROCESSOR_CONFIG_FILE = "processor_config.json"
+
+
+def _read_saved(name_or_path: Union[str, os.PathLike], file_name: str) -> Optional[Dict[str, Any]]:
+    """The JSON record ``save_pretrained`` wrote into a folder, or None when ``name_or_path`` is no such folder."""
+    import json
+
+    path = os.path.join(os.fspath(name_or_path), file_name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+def _write_saved(directory: Union[str, os.PathLike], file_name: str, record: Dict[str, Any]) -> str:
+    import json
+
+    from ms_clip.fileio import atomic_write
+
+    os.makedirs(os.fspath(directory), exist_ok=True)
+    path = os.path.join(os.fspath(directory), file_name)
+    with atomic_write(path) as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def _image_settings(spec: Any) -> Dict[str, Any]:
+    """CLIPImageProcessor arguments for a model (a config, or a spec the registered catalog resolves)."""
+    from ms_clip.tokenizer import resolve_model_config
+
+    config = spec if hasattr(spec, "vision_config") else resolve_model_config(os.fspath(spec))
+    squash = type(config).__name__ == "ChineseCLIPConfig"  # Chinese-CLIP resizes to R x R without a crop
+    return {"image_resolution": int(config.vision_config.image_size), "resize_mode": "squash" if squash else "crop"}
+
+
+def _saved_tokenizer(folder: str, kind: str) -> Any:
+    if kind == "BertTokenizer":
+        from ms_clip.bert_tokenizer import BertTokenizer
+
+        return BertTokenizer.from_pretrained(folder)
+    from ms_clip.tokenizer import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(folder)
+
+
 class CLIPImageProcessor:
     """MindFormers' ``CLIPImageProcessor``: images -> float32 batch ``[B, 3, R, R]``.
 
@@ -392,6 +438,37 @@ class CLIPImageProcessor:
     def preprocess_one(self, image: Any) -> np.ndarray:
         """One image -> float32 ``[3, R, R]``."""
         return _eval_transform(image, self.image_resolution, self._normalizer, self.resize_mode)
+
+    # ------------------------------------------------------------------ MindFormers' pretrained surface
+    def to_dict(self) -> Dict[str, Any]:
+        return {"type": type(self).__name__, "image_resolution": self.image_resolution, "mean": list(self.mean),
+                "std": list(self.std), "resize_mode": self.resize_mode}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "CLIPImageProcessor":
+        """From a ``save_pretrained`` folder, or the preprocessing of a model spec (registry name such as
+        ``clip_vit_l_14@336``, model/run YAML, checkpoint): its image size, and Chinese-CLIP's square resize."""
+        saved = _read_saved(name_or_path, IMAGE_PROCESSOR_CONFIG_FILE)
+        if saved is not None:
+            saved.pop("type", None)
+            return cls(**{**saved, **kwargs})
+        return cls(**{**_image_settings(name_or_path), **kwargs})
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], save_name: str = "") -> str:
+        """Write ``image_processor_config.json`` into ``save_directory``; returns the folder. ``save_name`` is
+        accepted for MindFormers' signature (the file name is fixed)."""
+        _write_saved(save_directory, IMAGE_PROCESSOR_CONFIG_FILE, self.to_dict())
+        return os.fspath(save_directory)
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        from ms_clip.tokenizer import supported_models
+
+        return supported_models()
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        logger.info("support list of %s is:\n%s", cls.__name__, cls.get_support_list())
 
     def __call__(self, images: Any, return_tensors: Optional[str] = "ms", **kwargs: Any) -> Any:
         """Preprocess one image or a batch (list, BHWC/BCHW array) into a 4-D float32 batch."""
@@ -526,7 +603,7 @@ class CLIPProcessor:
         self,
         image_processor: Optional[CLIPImageProcessor] = None,
         tokenizer: Any = None,
-        max_length: int = 77,
+        max_length: Optional[int] = None,
         padding: Union[bool, str] = "max_length",
         return_tensors: Optional[str] = "ms",
     ) -> None:
@@ -536,7 +613,56 @@ class CLIPProcessor:
             tokenizer = CLIPTokenizer(pad_token="!")  # the YAMLs' pad: zeros, as OpenAI pads
         self.image_processor = image_processor if image_processor is not None else CLIPImageProcessor()
         self.tokenizer = tokenizer
+        # None: the tokenizer's context length (77 for CLIP, 52 for Chinese-CLIP).
+        if max_length is None:
+            max_length = int(getattr(tokenizer, "model_max_length", 77) or 77)
         self.max_length, self.padding, self.return_tensors = max_length, padding, return_tensors
+
+    # MindFormers' ProcessorMixin names for the parts.
+    @property
+    def feature_extractor(self) -> CLIPImageProcessor:
+        return self.image_processor
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "CLIPProcessor":
+        """From a ``save_pretrained`` folder, or a model spec (registry name, model/run YAML, checkpoint): the
+        model's image processor and tokenizer (CLIP's BPE, or Chinese-CLIP's WordPiece) at its context length."""
+        saved = _read_saved(name_or_path, PROCESSOR_CONFIG_FILE)
+        folder = os.fspath(name_or_path)
+        if saved is not None:
+            image_processor = CLIPImageProcessor.from_pretrained(folder)
+            tokenizer = _saved_tokenizer(folder, saved.get("tokenizer", "CLIPTokenizer"))
+            settings = {k: saved[k] for k in ("max_length", "padding", "return_tensors") if k in saved}
+            return cls(image_processor, tokenizer, **{**settings, **kwargs})
+        from ms_clip.tokenizer import CLIPTokenizer, resolve_model_config
+
+        config = resolve_model_config(folder)
+        image_processor = CLIPImageProcessor(**_image_settings(config))
+        if type(config).__name__ == "ChineseCLIPConfig":
+            from ms_clip.bert_tokenizer import BertTokenizer
+
+            tokenizer: Any = BertTokenizer()
+        else:
+            tokenizer = CLIPTokenizer(pad_token="!", model_max_length=getattr(config, "context_length", 77))
+        return cls(image_processor, tokenizer, **{"max_length": getattr(config, "context_length", None), **kwargs})
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], save_name: str = "") -> str:
+        """Write ``processor_config.json``, the image processor's and the tokenizer's files into
+        ``save_directory``; returns the folder. ``save_name`` is accepted for MindFormers' signature."""
+        folder = os.fspath(save_directory)
+        self.image_processor.save_pretrained(folder)
+        if not hasattr(self.tokenizer, "save_pretrained"):
+            raise MsClipError(f"CLIPProcessor.save_pretrained: the tokenizer {type(self.tokenizer).__name__} "
+                              f"has no save_pretrained")
+        self.tokenizer.save_pretrained(folder)
+        _write_saved(folder, PROCESSOR_CONFIG_FILE, {"type": type(self).__name__,
+                                                     "tokenizer": type(self.tokenizer).__name__,
+                                                     "max_length": self.max_length, "padding": self.padding,
+                                                     "return_tensors": self.return_tensors})
+        return folder
+
+    get_support_list = CLIPImageProcessor.get_support_list
+    show_support_list = CLIPImageProcessor.show_support_list
 
     def __call__(self, image_input: Any = None, text_input: Any = None) -> Dict[str, Any]:
         if image_input is None and text_input is None:

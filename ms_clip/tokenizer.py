@@ -4,8 +4,9 @@ Two entry points:
 
 * ``tokenize(texts, context_length=77, truncate=True)`` -> ``np.ndarray[int32]`` of shape
   ``[N, context_length]``, like ``clip.tokenize`` / ``open_clip.tokenize`` (zero padded).
-* ``CLIPTokenizer`` with MindFormers' interface: ``tok(text, max_length=77, padding="max_length",
-  return_tensors="ms")`` -> ``{"input_ids", "attention_mask"}``.
+* ``CLIPTokenizer`` with MindFormers' / HF's interface: ``tok(text, max_length=77, padding="max_length")``
+  -> a ``BatchEncoding`` (a dict with attribute access: ``enc.input_ids``, ``enc["attention_mask"]``) of
+  Python lists, or of tensors with ``return_tensors="ms"`` / ``"np"``; unknown keywords are errors.
 
 The algorithm follows OpenAI's ``clip/simple_tokenizer.py`` (open_clip's ``tokenizer.py`` is the same):
 ftfy -> html-unescape twice -> whitespace clean -> lower-case -> split with the CLIP regex ->
@@ -23,15 +24,18 @@ import html
 import logging
 import re as std_re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import ftfy
 import numpy as np
 import regex
 
+from ms_clip.errors import MsClipError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLIPTokenizer", "tokenize", "default_bpe_path", "DEFAULT_BPE_SHA256"]
+__all__ = ["CLIPTokenizer", "BatchEncoding", "TokenizerError", "UnknownTokenizerArgument", "tokenize", "default_bpe_path", "DEFAULT_BPE_SHA256",
+           "register_model_catalog", "resolve_model_config", "supported_models"]
 
 DEFAULT_BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 DEFAULT_BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
@@ -53,6 +57,54 @@ _NEEDS_FTFY = std_re.compile(r"[&\x00-\x08\x0b\x0e-\x1f\x7f]")
 DEFAULT_MAX_CACHED_WORDS = 1 << 20
 
 TextInput = Union[str, Sequence[str]]
+
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # what save_pretrained writes (with the merges file beside it)
+
+
+class TokenizerError(MsClipError, ValueError):
+    """A tokenizer argument is invalid (bad padding, ragged rows for tensors, ...); the message names it."""
+
+
+class UnknownTokenizerArgument(TokenizerError, TypeError):
+    """An unknown keyword argument (a TypeError too, as a Python function would raise)."""
+
+
+class BatchEncoding(dict):
+    """The tokenizer's result: ``{"input_ids": ..., "attention_mask": ...}`` with attribute access
+    (``enc.input_ids``), as MindFormers' / HF's ``BatchEncoding``. Equal to the plain dict it holds."""
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"BatchEncoding has no field {name!r}; fields: {sorted(self)}") from None
+
+
+# The tokenizer and the processors sit below the loader (the data pipeline imports them), so their
+# ``from_pretrained(name)`` reaches the model configs through a catalog that ``ms_clip.auto`` registers at
+# package import (as the models reach the loader through ``ms_clip.models.base.register_loader``).
+_CONFIG_RESOLVER: Optional[Callable[[str], object]] = None
+_MODEL_LISTER: Optional[Callable[[], List[str]]] = None
+
+
+def register_model_catalog(resolver: Callable[[str], object], lister: Callable[[], List[str]]) -> None:
+    """Called once by ``ms_clip.auto``: ``resolver(spec)`` -> that model's config; ``lister()`` -> model names."""
+    global _CONFIG_RESOLVER, _MODEL_LISTER
+    _CONFIG_RESOLVER, _MODEL_LISTER = resolver, lister
+
+
+def resolve_model_config(spec: str) -> object:
+    """The model config of a registry name / YAML / checkpoint (via the registered catalog)."""
+    if _CONFIG_RESOLVER is None:
+        raise TokenizerError("no model catalog registered: import ms_clip (which registers ms_clip.auto)")
+    return _CONFIG_RESOLVER(spec)
+
+
+def supported_models() -> List[str]:
+    """The registry's model names (MindFormers' ``get_support_list``)."""
+    if _MODEL_LISTER is None:
+        raise TokenizerError("no model catalog registered: import ms_clip (which registers ms_clip.auto)")
+    return list(_MODEL_LISTER())
 
 
 def default_bpe_path() -> Path:
@@ -118,7 +170,7 @@ class CLIPTokenizer:
 
     Example:
         >>> tok = CLIPTokenizer(pad_token="!")
-        >>> tok("hello world?", max_length=8, return_tensors=None)["input_ids"]
+        >>> tok("hello world?", max_length=8).input_ids
         [49406, 3306, 1002, 286, 49407, 0, 0, 0]
     """
 
@@ -132,10 +184,15 @@ class CLIPTokenizer:
         add_bos_token: bool = True,
         add_eos_token: bool = True,
         max_cached_words: int = DEFAULT_MAX_CACHED_WORDS,
+        model_max_length: int = 77,
         **kwargs: object,
     ) -> None:
-        if kwargs:
-            logger.debug("CLIPTokenizer ignores unused arguments %s", sorted(kwargs))
+        # ``type`` is the YAML's class name (``tokenizer: {type: CLIPTokenizer, ...}``); anything else
+        # unknown would be silently ignored by a lenient constructor, so it is an error.
+        unknown = sorted(set(kwargs) - {"type"})
+        if unknown:
+            raise UnknownTokenizerArgument(f"CLIPTokenizer: unknown arguments {unknown}; accepted: vocab_file, eos_token, "
+                                 f"bos_token, pad_token, unk_token, add_bos_token, add_eos_token, model_max_length")
         path = default_bpe_path() if vocab_file is None else Path(vocab_file)
         # A file carrying the CLIP merges' name must be the CLIP merges: a truncated download or a
         # damaged install would otherwise give silently wrong ids. Other names (custom vocabularies)
@@ -163,20 +220,119 @@ class CLIPTokenizer:
         self.unk_token_id = self._special_id("unk_token", unk_token)
         self.add_bos_token, self.add_eos_token = add_bos_token, add_eos_token
 
-        # Text is lower-cased before splitting, so the specials are matched in lower case.
-        specials = sorted({bos_token.lower(), eos_token.lower()}, key=len, reverse=True)
-        self._pattern = regex.compile(
-            "|".join(regex.escape(s) for s in specials)
-            + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-            regex.IGNORECASE,
-        )
+        self.model_max_length = int(model_max_length)
+        self._init_kwargs: Dict[str, Any] = {"eos_token": eos_token, "bos_token": bos_token, "pad_token": pad_token,
+                                             "unk_token": unk_token, "add_bos_token": add_bos_token,
+                                             "add_eos_token": add_eos_token, "model_max_length": self.model_max_length}
+        self._added_tokens: List[str] = []  # add_tokens(): whole-word tokens after the BPE vocabulary
         self._special_words = {bos_token.lower(): (self.bos_token_id,), eos_token.lower(): (self.eos_token_id,)}
+        self._compile_pattern()
         # Cache: word as split from the cleaned text -> its ids. Caching the ids (not the BPE
         # string as the reference does) skips byte mapping, splitting and vocab look-ups on a hit.
         self._word_ids: Dict[str, Tuple[int, ...]] = dict(self._special_words)
         if max_cached_words < 1:
             raise ValueError(f"max_cached_words must be at least 1, got {max_cached_words}")
         self.max_cached_words = max_cached_words
+
+    def _compile_pattern(self) -> None:
+        # Text is lower-cased before splitting, so the specials (and added tokens) are matched in lower case,
+        # longest first so that an added "<cat-token>" wins over its pieces.
+        specials = sorted(self._special_words, key=len, reverse=True)
+        self._pattern = regex.compile(
+            "|".join(regex.escape(s) for s in specials)
+            + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+            regex.IGNORECASE,
+        )
+
+    # ------------------------------------------------------------------ special and added tokens (HF API)
+    @property
+    def all_special_tokens(self) -> List[str]:
+        """The special tokens, without duplicates (BOS, EOS, then PAD / UNK when they differ)."""
+        out: List[str] = []
+        for token in (self.bos_token, self.eos_token, self.unk_token, self.pad_token):
+            if token not in out:
+                out.append(token)
+        return out
+
+    @property
+    def all_special_ids(self) -> List[int]:
+        return [self._token_to_id[t] for t in self.all_special_tokens]
+
+    def add_tokens(self, new_tokens: Union[str, Sequence[str]], special_tokens: bool = False) -> int:
+        """Add whole-word tokens after the vocabulary (ids ``vocab_size``, ``vocab_size + 1``, ...); returns how
+        many were new. Text is matched case-insensitively (CLIP lower-cases text before splitting), so an added
+        token must be unique in lower case. A model using them needs a larger token embedding."""
+        tokens = [new_tokens] if isinstance(new_tokens, str) else list(new_tokens)
+        added = 0
+        for token in tokens:
+            if not isinstance(token, str) or not token.strip():
+                raise TokenizerError(f"add_tokens: tokens must be non-empty strings, got {token!r}")
+            key = token.lower()
+            if token in self._token_to_id or key in self._special_words:
+                continue
+            self._token_to_id[token] = len(self._id_to_token)
+            self._id_to_token.append(token)
+            self._added_tokens.append(token)
+            self._special_words[key] = (self._token_to_id[token],)
+            added += 1
+        if added:
+            self._compile_pattern()
+            self._word_ids.clear()  # cached splits may contain a newly added token
+            self._word_ids.update(self._special_words)
+        return added
+
+    # ------------------------------------------------------------------ from_pretrained / save_pretrained
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        return supported_models()
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        logger.info("support list of %s is:\n%s", cls.__name__, supported_models())
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, Path], **kwargs: Any) -> "CLIPTokenizer":
+        """A tokenizer from a ``save_pretrained`` folder, a merges file, or a model spec (a CLIP registry name
+        such as ``clip_vit_b_32``, a model/run YAML or a checkpoint): CLIP's BPE with MindFormers' YAML
+        settings (``pad_token: '!'``, id 0, OpenAI's padding) at the model's context length."""
+        path = Path(name_or_path)
+        if path.is_dir() and (path / TOKENIZER_CONFIG_FILE).is_file():
+            import json
+
+            saved = json.loads((path / TOKENIZER_CONFIG_FILE).read_text(encoding="utf-8"))
+            added = saved.pop("added_tokens", [])
+            vocab = saved.pop("vocab_file", None)
+            saved.pop("type", None)
+            tok = cls(vocab_file=str(path / vocab) if vocab else None, **{**saved, **kwargs})
+            tok.add_tokens(added)
+            return tok
+        if path.is_file() and str(path).endswith(".gz"):
+            return cls(vocab_file=path, **{"pad_token": "!", **kwargs})
+        config = resolve_model_config(str(name_or_path))
+        if type(config).__name__ != "CLIPConfig":
+            raise TokenizerError(f"{name_or_path} is a {type(config).__name__} model, whose tokenizer is not "
+                                 f"CLIP's BPE; use ms_clip.AutoTokenizer.from_pretrained({str(name_or_path)!r})")
+        length = getattr(config, "context_length", 77)
+        return cls(**{"pad_token": "!", "model_max_length": length, **kwargs})
+
+    def save_pretrained(self, save_directory: Union[str, Path], save_name: str = "") -> str:
+        """Write ``tokenizer_config.json`` and the merges file into ``save_directory``; returns the folder.
+        ``save_name`` is accepted for MindFormers' signature (the file names are fixed)."""
+        import json
+        import shutil
+
+        from ms_clip.fileio import atomic_write
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        vocab_name = Path(self.vocab_file).name
+        if Path(self.vocab_file).resolve() != (folder / vocab_name).resolve():
+            shutil.copyfile(self.vocab_file, folder / vocab_name)
+        record = {"type": "CLIPTokenizer", "vocab_file": vocab_name, **self._init_kwargs,
+                  "added_tokens": list(self._added_tokens)}
+        with atomic_write(str(folder / TOKENIZER_CONFIG_FILE)) as f:
+            f.write(json.dumps(record, indent=2) + "\n")
+        return str(folder)
 
     def _special_id(self, name: str, token: str) -> int:
         if token not in self._token_to_id:
@@ -284,43 +440,68 @@ class CLIPTokenizer:
         if skip_special_tokens:
             drop = {self.bos_token_id, self.eos_token_id}
             ids = [i for i in ids if i not in drop]
-        text = "".join(self._id_to_token[i] for i in ids)
-        # Like the reference: bytes -> UTF-8 (bad sequences replaced), then word ends -> spaces.
-        raw = bytes(self._byte_decoder[c] for c in text)
-        return raw.decode("utf-8", errors="replace").replace(END_OF_WORD, " ")
+        added = set(range(VOCAB_SIZE, len(self._id_to_token)))
+        pieces: List[str] = []
+        run: List[int] = []
+        for i in ids + [None]:
+            if i is None or i in added:
+                text = "".join(self._id_to_token[j] for j in run)
+                # Like the reference: bytes -> UTF-8 (bad sequences replaced), then word ends -> spaces.
+                raw = bytes(self._byte_decoder[c] for c in text)
+                pieces.append(raw.decode("utf-8", errors="replace").replace(END_OF_WORD, " "))
+                run = []
+                if i is not None:
+                    pieces.append(self._id_to_token[i] + " ")  # an add_tokens() word, kept as written
+            else:
+                run.append(i)
+        return "".join(pieces)
 
     def __call__(
         self,
         text: TextInput,
-        max_length: int = 77,
+        max_length: Optional[int] = None,
         padding: Union[bool, str] = "max_length",
-        truncation: bool = True,
-        return_tensors: Optional[str] = "ms",
+        truncation: Optional[bool] = True,
+        return_tensors: Optional[str] = None,
+        add_special_tokens: bool = True,
+        return_attention_mask: bool = True,
         **kwargs: object,
-    ) -> Dict[str, object]:
-        """Tokenize one text or a batch into ``{"input_ids", "attention_mask"}``.
+    ) -> BatchEncoding:
+        """Tokenize one text or a batch into a ``BatchEncoding`` ``{"input_ids", "attention_mask"}``.
+
+        As in MindFormers / HF: Python lists unless ``return_tensors`` is given (one text -> one list, a
+        batch -> a list of lists); with tensors a single string still gives a batch of one.
 
         Args:
             text: a string or a sequence of strings.
-            max_length: length to pad/truncate to (CLIP's context length, 77).
-            padding: "max_length" (pad to ``max_length``), "longest" (to the longest in the batch),
+            max_length: length to pad/truncate to (default ``model_max_length``: the context length, 77).
+            padding: "max_length" (pad to ``max_length``), "longest" / True (to the longest in the batch),
                 or False / "do_not_pad".
-            truncation: cut to ``max_length`` keeping EOS as the last token (OpenAI's behaviour).
-            return_tensors: "ms" (mindspore.Tensor int32), "np" (numpy int32) or None (lists).
-                With tensors a single string still gives a batch of one, as in MindFormers.
+            truncation: cut to ``max_length`` keeping EOS as the last token (OpenAI's behaviour); None = True.
+            return_tensors: None (lists), "ms" (mindspore.Tensor int32) or "np" (numpy int32).
+            add_special_tokens: add BOS/EOS (per ``add_bos_token`` / ``add_eos_token``).
+            return_attention_mask: include ``attention_mask``.
+
+        Raises:
+            UnknownTokenizerArgument: for an unknown keyword (a misspelt ``max_lenght`` would otherwise be ignored)
+                or an invalid ``padding`` / ``return_tensors``.
         """
+        if kwargs:
+            raise UnknownTokenizerArgument(f"CLIPTokenizer(): unknown arguments {sorted(kwargs)}; accepted: max_length, padding, "
+                                 f"truncation, return_tensors, add_special_tokens, return_attention_mask")
+        max_length = self.model_max_length if max_length is None else int(max_length)
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         if padding is True:
             padding = "longest"
         if padding not in ("max_length", "longest", False, "do_not_pad"):
-            raise ValueError(f"padding must be 'max_length', 'longest' or False, got {padding!r}")
+            raise TokenizerError(f"padding must be 'max_length', 'longest' or False, got {padding!r}")
         if return_tensors not in ("ms", "np", None):
-            raise ValueError(f"return_tensors must be 'ms', 'np' or None, got {return_tensors!r}")
+            raise TokenizerError(f"return_tensors must be 'ms', 'np' or None, got {return_tensors!r}")
 
-        rows = [self.encode(t) for t in texts]
-        if truncation:
-            rows = [self._truncate(r, max_length) for r in rows]
+        rows = [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+        if truncation or truncation is None:
+            rows = [self._truncate(r, max_length, add_special_tokens) for r in rows]
         if padding == "max_length":
             width = max_length
         elif padding == "longest":
@@ -333,25 +514,26 @@ class CLIPTokenizer:
         else:
             masks = [[1] * len(r) for r in rows]
 
+        def result(ids: Any, mask: Any) -> BatchEncoding:
+            return BatchEncoding(input_ids=ids, attention_mask=mask) if return_attention_mask \
+                else BatchEncoding(input_ids=ids)
+
         if return_tensors is None:
-            if single:
-                return {"input_ids": rows[0], "attention_mask": masks[0]}
-            return {"input_ids": rows, "attention_mask": masks}
+            return result(rows[0], masks[0]) if single else result(rows, masks)
         if len({len(r) for r in rows}) > 1:
-            raise ValueError(
+            raise TokenizerError(
                 f"return_tensors={return_tensors!r} needs rows of equal length, got lengths "
                 f"{sorted({len(r) for r in rows})}; use padding='max_length' or 'longest'"
             )
-        out = {
-            "input_ids": np.array(rows, dtype=np.int32).reshape(len(rows), -1),
-            "attention_mask": np.array(masks, dtype=np.int32).reshape(len(rows), -1),
-        }
-        return _to_tensors(out, return_tensors)
+        arrays = _to_tensors({"input_ids": np.array(rows, dtype=np.int32).reshape(len(rows), -1),
+                              "attention_mask": np.array(masks, dtype=np.int32).reshape(len(rows), -1)},
+                             return_tensors)
+        return result(arrays["input_ids"], arrays["attention_mask"])
 
-    def _truncate(self, ids: List[int], max_length: int) -> List[int]:
+    def _truncate(self, ids: List[int], max_length: int, with_specials: bool = True) -> List[int]:
         if len(ids) <= max_length:
             return ids
-        if self.add_eos_token:
+        if self.add_eos_token and with_specials:
             return ids[: max_length - 1] + [self.eos_token_id]
         return ids[:max_length]
 

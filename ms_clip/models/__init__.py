@@ -13,9 +13,19 @@ from .clip import CLIPConfig, CLIPModel, CLIPTextConfig, clip_logits
 from .towers import VISION_TOWERS, build_vision_tower, register_vision_tower, vision_config_from
 from .vit import CLIPVisionConfig
 
+# MindFormers exported its CLIP tokenizer and processors from mindformers.models, so code importing them from
+# there keeps working. They are leaves (they import nothing of the models), so this adds no import cycle.
+from ms_clip.processor import CLIPImageProcessor, CLIPProcessor  # noqa: E402
+from ms_clip.tokenizer import CLIPTokenizer  # noqa: E402
+
+# MindFormers' base-class names: BaseModel (<= 1.1) / PreTrainedModel (1.2), BaseConfig / PretrainedConfig.
+BaseModel = PreTrainedModel
+BaseConfig = PretrainedConfig = StrictConfig
+
 __all__ = ["CLIPModel", "CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "clip_logits",
            "BertConfig", "BertModel", "ChineseCLIPConfig", "ChineseCLIPModel",
-           "PreTrainedModel", "StrictConfig", "FAMILIES", "family_config_from_dict", "model_class_for",
+           "PreTrainedModel", "BaseModel", "StrictConfig", "BaseConfig", "PretrainedConfig", "FAMILIES",
+           "family_config_from_dict", "model_class_for", "CLIPTokenizer", "CLIPImageProcessor", "CLIPProcessor",
            "VISION_TOWERS", "build_vision_tower", "register_vision_tower", "vision_config_from"]
 
 FAMILIES: Dict[str, Tuple[type, type]] = {
