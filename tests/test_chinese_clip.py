@@ -463,3 +463,40 @@ def test_offline_says_url_place_and_command(home, monkeypatch):
     assert os.path.join(str(home), "chinese_clip_vit_b_16", "clip_cn_vit-b-16.pt") in message
     assert "convert/convert_weight.py --torch_path clip_cn_vit-b-16.pt" in message
     assert "oss-cn-beijing" in message  # the project's mirror
+
+
+# ----------------------------------------------------------------------------- the BERT tower alone (BERT, RoBERTa)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_bert_tower_matches_hf_with_pooler(family):
+    """Our BertModel against HF BertModel / RobertaModel (pooler included): the dual-encoder towers need only config."""
+    import transformers
+
+    from ms_clip.models import BertConfig, BertModel
+    from ms_clip.weights import assign_weights
+
+    pad = 0 if family == "bert" else 1
+    kwargs = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                  max_position_embeddings=40, type_vocab_size=2 if family == "bert" else 1, pad_token_id=pad)
+    torch.manual_seed(11)
+    hf_class = transformers.BertModel if family == "bert" else transformers.RobertaModel
+    config_class = transformers.BertConfig if family == "bert" else transformers.RobertaConfig
+    reference = hf_class(config_class(**kwargs), add_pooling_layer=True).eval()
+    H.perturb(reference, 11)
+    ours = BertModel(BertConfig(**kwargs, position_ids_from_padding=family == "roberta", add_pooling_layer=True))
+    state = {k: v.detach().numpy() for k, v in reference.state_dict().items()
+             if not k.endswith(("position_ids", "token_type_ids"))}
+    assign_weights(ours, state, source=f"HF {hf_class.__name__}")
+    ours.set_train(False)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(pad + 1, 99, (3, 12)).astype(np.int32)
+    ids[1, 7:] = pad  # right padding
+    ids[2, :3] = pad  # left padding (RoBERTa numbers positions around it)
+    ids_t = torch.from_numpy(ids.astype(np.int64))
+    with torch.no_grad():
+        out = reference(input_ids=ids_t, attention_mask=(ids_t != pad).long())
+    hidden = ours(ms.Tensor(ids))
+    mask = ids != pad  # padded positions' hidden states are never used and may differ
+    np.testing.assert_allclose(hidden.asnumpy()[mask], out.last_hidden_state.numpy()[mask], atol=TOL)
+    np.testing.assert_allclose(ours.pooled_output(hidden).asnumpy(), out.pooler_output.numpy(), atol=TOL)
