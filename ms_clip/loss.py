@@ -11,7 +11,7 @@ ranks the update equals one device computing the loss over the whole global batc
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import mindspore as ms
 from mindspore import Tensor, nn, ops
@@ -78,12 +78,17 @@ class ClipLoss(nn.Cell):
 
 
 class CLIPWithLoss(nn.Cell):
-    """``CLIPModel`` + ``ClipLoss``: ``construct(image, text) -> loss`` (what the train step differentiates)."""
+    """``CLIPModel`` + ``ClipLoss``: ``construct(image, text) -> loss`` (what the train step differentiates).
 
-    def __init__(self, model: nn.Cell, loss: ClipLoss):
+    It is also MindFormers' training form: MindFormers' ``CLIPModel(image, text)`` returned this loss in
+    training mode; with ms_clip, ``CLIPWithLoss(model)(image, text)`` does (the model itself always returns
+    embeddings, so the loss never sits inside it). ``loss`` defaults to the single-device ``ClipLoss()``.
+    """
+
+    def __init__(self, model: nn.Cell, loss: Optional[ClipLoss] = None):
         super().__init__(auto_prefix=False)  # keep the model's parameter names (visual.*, logit_scale, ...)
         self.model = model
-        self.loss = loss
+        self.loss = loss if loss is not None else ClipLoss()
 
     def construct(self, image: Tensor, text: Tensor) -> Tensor:
         image_embeds, text_embeds, logit_scale = self.model(image, text)

@@ -209,6 +209,55 @@ class PreTrainedModel(nn.Cell):
     config_class: Any = None
     base_model_prefix = "clip"  # MindFormers 1.2's ClipPreTrainedModel attribute
 
+    # ------------------------------------------------------------------ MindFormers' / HF's calling forms
+    # construct(image, text) -> (image_embeds, text_embeds, exp(logit_scale)) in every mode; it is what graphs
+    # compile. The keyword spellings MindFormers and HF used are mapped here, in Python, before the Cell call,
+    # so the compiled signature never changes.
+    _CALL_KEYWORDS = {"pixel_values": "image", "input_ids": "text"}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            if "label" in kwargs:
+                raise ConfigError(f"{type(self).__name__}(..., label=...): the model returns embeddings in every "
+                                  f"mode; for MindFormers' (logits, label) use model.get_logits(image, text, label) "
+                                  f"and for its training loss ms_clip.CLIPWithLoss(model)(image, text)")
+            for given, name in self._CALL_KEYWORDS.items():
+                if given in kwargs:
+                    if name in kwargs:
+                        raise ConfigError(f"{type(self).__name__}: got both {given}= and {name}=; pass one")
+                    kwargs[name] = kwargs.pop(given)
+            if args or set(kwargs) - {"image", "text"}:
+                unknown = sorted(set(kwargs) - {"image", "text"})
+                if unknown:
+                    raise UnknownConfigKey(f"{type(self).__name__}(): unknown arguments {unknown}; call it as "
+                                           f"model(image, text) (or pixel_values=..., input_ids=...)")
+                args = args + tuple(kwargs.pop(n) for n in ("image", "text")[len(args):] if n in kwargs)
+            else:
+                args = (kwargs.pop("image", None), kwargs.pop("text", None))
+        return super().__call__(*args, **kwargs)
+
+    def get_logits(self, image: Any = None, text: Any = None, label: Any = None, *, pixel_values: Any = None,
+                   input_ids: Any = None) -> Any:
+        """MindFormers' evaluation output: ``(logits_per_image [B_img, B_txt], logits_per_text)``, or
+        ``(logits_per_image, label)`` when ``label`` is given (what ``Model.eval`` with Accuracy consumed).
+
+        ``pixel_values`` / ``input_ids`` are HF's names for ``image`` / ``text``. A 3-D ``text`` [B, N, L]
+        (MindFormers' zero-shot batches repeat the class prompts per image) uses ``text[0]``, as MindFormers did.
+        """
+        from mindspore import ops
+
+        image = pixel_values if pixel_values is not None else image
+        text = input_ids if input_ids is not None else text
+        if image is None or text is None:
+            raise ConfigError("get_logits needs images (image= / pixel_values=) and texts (text= / input_ids=)")
+        if len(text.shape) == 3:
+            text = text[0]
+        image_embeds, text_embeds, logit_scale = self(image, text)
+        logits_per_image = logit_scale * ops.matmul(image_embeds, text_embeds.T)
+        if label is not None:
+            return logits_per_image, label
+        return logits_per_image, logits_per_image.T
+
     def load_named_weights(self) -> None:
         """MindFormers' behaviour: a config whose ``checkpoint_name_or_path`` names weights loads them now,
         strictly (a mismatch raises); never silently random."""
