@@ -49,6 +49,7 @@ from ms_clip import hub, registry
 from ms_clip.convert import ConvertError, infer_config, read_source
 from ms_clip.models import family_config_from_dict, model_class_for
 from ms_clip.models.base import ARCH_FREE_FIELDS, ConfigError, PreTrainedModel, StrictConfig, register_loader
+from ms_clip.run_config import RunConfigError
 from ms_clip.weights import assign_weights, read_checkpoint, save_weights
 
 logger = logging.getLogger(__name__)
@@ -405,10 +406,11 @@ def model_for_run(run_config: Mapping[str, Any], model: Any = None, weights: Any
     if not spec and require_weights:
         if model_is_spec and not os.fspath(model).endswith((".yaml", ".yml")):
             spec = os.fspath(model)  # Trainer(model="clip_vit_b_32").evaluate(): that model's weights (4)
-        elif registry.is_model_name(model_name) and model is None:
+        elif model is None and registry.is_model_name(model_name) and \
+                registry.canonical_name(model_name) in hub.PRETRAINED:
             spec = model_name  # (4) trainer.model_name's pretrained weights
         else:
-            raise ConfigError("no model weights given: set load_checkpoint (--load_checkpoint) to a .ckpt, a "
+            raise RunConfigError("no model weights given: set load_checkpoint (--load_checkpoint) to a .ckpt, a "
                               "save_pretrained folder or a model name (e.g. clip_vit_b_32), or "
                               "model.model_config.checkpoint_name_or_path; evaluation, prediction and fine-tuning "
                               "never use random weights")
