@@ -63,7 +63,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use_parallel", type=str2bool)
     parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="any other run-config key by dotted path, e.g. runner_config.max_steps=20")
+    # The rest of MindFormers' run_mindformer.py flags, so its command lines run unchanged. Those that set a
+    # run-config key act through it (the run config warns about keys ms_clip does not implement, see
+    # ms_clip.run_config.NOT_IMPLEMENTED); those without a key warn here (CLI_NOT_IMPLEMENTED).
+    mf = parser.add_argument_group("MindFormers' flags")
+    mf.add_argument("--mode", type=int, choices=(0, 1), help="context.mode: 0 GRAPH_MODE, 1 PYNATIVE_MODE")
+    mf.add_argument("--gradient_accumulation_steps", type=int, help="sets runner_config.gradient_accumulation_steps")
+    mf.add_argument("--sink_mode", type=str2bool, help="runner_config.sink_mode (not implemented: warns)")
+    mf.add_argument("--profile", type=str2bool, help="profile (not implemented: warns)")
+    mf.add_argument("--auto_trans_ckpt", type=str2bool, help="auto_trans_ckpt (not implemented: warns)")
+    mf.add_argument("--src_strategy_path_or_dir", help="src_strategy_path_or_dir (not implemented: warns)")
+    mf.add_argument("--only_save_strategy", type=str2bool, help="only_save_strategy (not implemented: warns)")
+    mf.add_argument("--remote_save_url", help="remote_save_url (not implemented: warns)")
+    for flag, kind in CLI_NOT_IMPLEMENTED_TYPES.items():
+        mf.add_argument(f"--{flag}", type=kind, help=f"accepted, not implemented: {CLI_NOT_IMPLEMENTED[flag]}")
     return parser
+
+
+# MindFormers flags with no run-config key in ms_clip: accepted, and warned about when given.
+CLI_NOT_IMPLEMENTED = {
+    "num_samples": "the whole dataset split is used; make a smaller split (or runner_config.max_steps) instead",
+    "strategy_load_checkpoint": "ms_clip trains data-parallel only: there is no parallel strategy to load",
+    "transform_process_num": "ms_clip trains data-parallel only: there are no sharded checkpoints to transform",
+    "register_path": "ms_clip has no registry of outside classes; models come from ms_clip.models.FAMILIES",
+}
+CLI_NOT_IMPLEMENTED_TYPES = {"num_samples": int, "strategy_load_checkpoint": str, "transform_process_num": int,
+                             "register_path": str}
+
+
+def warn_unimplemented_flags(args: argparse.Namespace) -> List[str]:
+    """Log a warning for every given flag of CLI_NOT_IMPLEMENTED; returns their names."""
+    given = [flag for flag in CLI_NOT_IMPLEMENTED if getattr(args, flag, None) is not None]
+    for flag in given:
+        logger.warning("--%s is accepted for MindFormers' command lines but ms_clip does not implement it (%s); "
+                       "it has no effect", flag, CLI_NOT_IMPLEMENTED[flag])
+    return given
 
 
 def expand_predict_data(items: Optional[Sequence[str]]) -> Optional[List[str]]:
@@ -98,6 +132,14 @@ def overrides_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         "context.device_id": args.device_id,
         "context.device_target": args.device_target,
         "use_parallel": args.use_parallel,
+        "context.mode": args.mode,
+        "runner_config.gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "runner_config.sink_mode": args.sink_mode,
+        "profile": args.profile,
+        "auto_trans_ckpt": args.auto_trans_ckpt,
+        "src_strategy_path_or_dir": args.src_strategy_path_or_dir,
+        "only_save_strategy": args.only_save_strategy,
+        "remote_save_url": args.remote_save_url,
     }
     return {k: v for k, v in flags.items() if v is not None}
 
@@ -106,8 +148,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    from ms_clip.run_config import apply_overrides, read_yaml
-    from ms_clip.trainer import Trainer
+    from ms_clip.run_config import RunConfigError, apply_overrides, read_yaml
+    from ms_clip.trainer import Trainer, device_available
+
+    warn_unimplemented_flags(args)
+    if args.device_target and args.device_target != "CPU" and not device_available(args.device_target):
+        raise RunConfigError(f"--device_target {args.device_target}: this MindSpore install has no "
+                             f"{args.device_target} backend; use --device_target CPU")
 
     raw = read_yaml(args.config)
     apply_overrides(raw, overrides_from_args(args))

@@ -21,7 +21,7 @@ from ms_clip.run_config import TASKS, RunConfig, RunConfigError, check_against_m
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "resolve_model", "apply_context", "init_distributed"]
+__all__ = ["Trainer", "resolve_model", "apply_context", "init_distributed", "device_available"]
 
 
 
@@ -35,6 +35,13 @@ def apply_context(config: RunConfig) -> None:
 
     context = config.context
     ms.set_context(mode=ms.GRAPH_MODE if context.mode == 0 else ms.PYNATIVE_MODE)
+    if context.device_target is not None and context.device_target != "CPU" and not device_available(
+            context.device_target):
+        # MindFormers' YAMLs all say Ascend; on a CPU-only install that would end in MindSpore's multi-line
+        # RuntimeError. (run_mindformer.py rejects an explicit --device_target the install lacks.)
+        logger.warning("context.device_target is %r but this MindSpore install has no %s backend: running on CPU "
+                       "(pass --device_target CPU to say so)", context.device_target, context.device_target)
+        context.device_target = "CPU"
     if context.device_target is not None:
         ms.set_context(device_target=context.device_target)
         if not config.use_parallel:
@@ -53,6 +60,16 @@ def apply_context(config: RunConfig) -> None:
         extra["save_graphs_path"] = context.save_graphs_path
     if extra:
         ms.set_context(**extra)
+
+
+def device_available(target: str) -> bool:
+    """Whether this MindSpore install has the ``target`` backend (Ascend/GPU wheels; CPU always)."""
+    import mindspore as ms
+
+    try:
+        return bool(ms.hal.is_available(target))
+    except (AttributeError, RuntimeError, ValueError):  # older MindSpore without mindspore.hal: let set_context say
+        return True
 
 
 def resolve_model(config: Mapping[str, Any], model: Any = None, weights: Any = None,
@@ -180,6 +197,24 @@ class Trainer:
     def _train(self, weights, resume_training, do_eval, require_weights, **kwargs) -> Dict[str, Any]:
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        model_config = self.config.model.model_config or {}
+        if not require_weights and weights is None and model_config.get("checkpoint_name_or_path"):
+            # MindFormers' train mode started from scratch: run_mindformer.py and Trainer.train() both cleared
+            # model_config.checkpoint_name_or_path (its YAMLs name the pretrained weights there for eval/finetune).
+            logger.info("train: model.model_config.checkpoint_name_or_path %r is not loaded (training starts from "
+                        "scratch, as in MindFormers); use finetune, or load_checkpoint (--load_checkpoint), to start "
+                        "from weights", model_config["checkpoint_name_or_path"])
+            self.config.model.model_config = {**model_config, "checkpoint_name_or_path": ""}
+        if self.task == "contrastive_language_image_pretrain" and (do_eval or self.config.do_eval) \
+                and "eval" not in self._datasets and not self.config.is_set("eval_dataset.data_loader.dataset_dir"):
+            # No evaluation folder given: evaluate on the training folder's test split rather than on the
+            # placeholder default (./checkpoint_download/Flickr8k).
+            train_loader, eval_loader = self.config.train_dataset.data_loader, self.config.eval_dataset.data_loader
+            eval_loader.dataset_dir = train_loader.dataset_dir
+            if not self.config.is_set("eval_dataset.data_loader.type"):
+                eval_loader.type = train_loader.type
+            logger.info("do_eval without eval_dataset.data_loader.dataset_dir (--eval_dataset_dir): evaluating on "
+                        "the %r split of the training folder %s", eval_loader.stage, eval_loader.dataset_dir)
         model = self._model_for(weights, require_weights)
         rank, world_size = self._prepare()
         return self._module.train(model, self.config, train_records=self._datasets.get("train"),
@@ -211,7 +246,21 @@ class Trainer:
                 raise RunConfigError(f"predict: batch_size must be a positive integer, got {batch_size!r}")
             self.config.zero_shot.predict_batch_size = int(batch_size)  # images per forward pass in predict
         model = self._model_for(self._checkpoint_flag(predict_checkpoint, self.config.output_dir), True)
+        if input_data is None and not self.config.get("input_data"):
+            input_data = self._eval_images()
         return self._module.predict(model, self.config, input_data=input_data, **kwargs)
+
+    def _eval_images(self) -> Any:
+        """MindFormers' predict without input data classified the eval dataset: its images, in order."""
+        from ms_clip.data.classification import load_classification_dataset
+        from ms_clip.tasks.zero_shot import LOADER_LAYOUTS
+
+        loader = self.config.eval_dataset.data_loader
+        data = load_classification_dataset(loader.dataset_dir, LOADER_LAYOUTS[loader.type], loader.stage,
+                                           loader.fine_label)
+        logger.info("predict: no input_data (--predict_data) given: classifying the %d images of the eval dataset "
+                    "%s, as MindFormers did", len(data), data.source)
+        return data.images
 
 
 def _peek_trainer_type(path: Any) -> Optional[Dict[str, Any]]:

@@ -101,7 +101,10 @@ class MetricsLogger(Callback):
                 "samples_per_second")
         self._write({"type": "train", **{k: info[k] for k in keys if k in info}, "time": time.time()})
         if info["step"] % self.log_interval == 0 or info["step"] == info["total_steps"]:
-            logger.info("epoch %d/%d step %d/%d loss %.4f lr %.3e grad_norm %.3f logit_scale %.2f %.1f samples/s",
+            # MindFormers' MFLossMonitor fields first (log parsers written for MindFormers find them), then ours.
+            logger.info("Epoch:[%3d/%3d], step:[%5d/%5d], loss: %.6f, lr: %.3e | epoch %d/%d step %d/%d loss %.4f "
+                        "lr %.3e grad_norm %.3f logit_scale %.2f %.1f samples/s",
+                        info["epoch"] + 1, info["epochs"], info["step"], info["total_steps"], info["loss"], info["lr"],
                         info["epoch"] + 1, info["epochs"], info["step"], info["total_steps"], info["loss"],
                         info["lr"], info["grad_norm"], info["logit_scale"], info["samples_per_second"])
 
