@@ -231,10 +231,13 @@ def _records(section: Dict[str, Any], records, where: str):
 def retrieval_eval(model, records, transform, batch_size: int = 64, num_parallel_workers: int = 2,
                    on_bad_image: str = "skip", context_length: int = 77, ks: Sequence[int] = (1, 5, 10),
                    distributed: Optional[Tuple[int, int]] = None, tokenizer=None) -> Dict[str, float]:
-    """CLIP_benchmark retrieval recall of ``model`` on ``records`` (bad images and their captions dropped).
+    """Retrieval recall of ``model`` on ``records`` (bad images and their captions dropped): CLIP_benchmark's
+    definitions for caption records, Chinese-CLIP's (several correct images per text,
+    ``multi_positive_metrics``) for records that carry ``texts``/``text_images`` (``ChineseCLIPDataLoader``).
 
     Features come from ``ms_clip.features`` (the model's compiled encoders); ``tokenizer``: texts ->
-    token ids [N, L], default CLIP's at ``context_length``.
+    token ids [N, L], default the model's own (``tokenizer_for_model``: CLIP's BPE at ``context_length``,
+    Chinese-CLIP's WordPiece).
     ``distributed`` = (rank, world_size): each rank encodes a contiguous slice of the images and of the
     captions, the features are all-gathered in order, and every rank computes the same metrics.
     """
