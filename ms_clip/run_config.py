@@ -702,7 +702,33 @@ def _dataset_copy(split: str) -> Callable[[RunConfig, RunConfig], List[Tuple[str
     return find
 
 
+def _resize_interpolation(split: str) -> Callable[[RunConfig, RunConfig], List[Tuple[str, Any]]]:
+    """Resize entries of ``<split>_dataset.transforms`` naming an interpolation other than bicubic (MindFormers'
+    zero-shot YAMLs say 'linear'): ms_clip always resizes with PIL bicubic, OpenAI's preprocessing."""
+    def find(config: RunConfig, default: RunConfig) -> List[Tuple[str, Any]]:
+        section = config.get(f"{split}_dataset")
+        found: List[Tuple[str, Any]] = []
+        for i, item in enumerate((section.transforms if section is not None else None) or []):
+            if isinstance(item, Mapping) and "interpolation" in item and \
+                    str(item["interpolation"]).lower() not in ("bicubic", "cubic"):
+                found.append((f"{split}_dataset.transforms[{i}].interpolation", item["interpolation"]))
+        return found
+    return find
+
+
+def _unused_hypothesis_template(config: RunConfig, default: RunConfig) -> List[Tuple[str, Any]]:
+    """A hypothesis_template the YAML sets while zero_shot.templates, left unset (a MindFormers YAML has no
+    zero_shot section), picks other prompts (OpenAI's 18); a YAML that chooses zero_shot.templates has decided."""
+    templates = get_path(config, "zero_shot.templates")
+    if config.is_set("eval_dataset.data_loader.hypothesis_template") and not config.is_set("zero_shot.templates") \
+            and templates != "hypothesis_template":
+        return [("eval_dataset.data_loader.hypothesis_template",
+                 get_path(config, "eval_dataset.data_loader.hypothesis_template"))]
+    return []
+
+
 _PRETRAIN = "contrastive_language_image_pretrain"
+_ZERO_SHOT = "zero_shot_image_classification"
 _NO_PARALLEL = "ms_clip trains data-parallel only (every worker msrun starts holds the whole model)"
 _NO_PROFILE = "ms_clip has no profiler hook; use MindSpore's profiler environment variables"
 
@@ -797,6 +823,17 @@ NOT_IMPLEMENTED: Tuple[NotImplementedKey, ...] = (
                                                            "what is used", find=_dataset_copy("train")),
     NotImplementedKey("eval_dataset_task.dataset_config", "MindFormers' copy of eval_dataset; eval_dataset is "
                                                           "what is used", find=_dataset_copy("eval")),
+    # MindFormers' zero-shot YAMLs resize with 'linear' and prompt with one hypothesis_template: said, not ignored.
+    NotImplementedKey("train_dataset.transforms", "images are resized with PIL bicubic (OpenAI's preprocessing, "
+                                                  "which the weights were trained with) whatever interpolation the "
+                                                  "Resize entry names", find=_resize_interpolation("train")),
+    NotImplementedKey("eval_dataset.transforms", "images are resized with PIL bicubic (OpenAI's preprocessing, "
+                                                 "which the weights were trained with) whatever interpolation the "
+                                                 "Resize entry names", find=_resize_interpolation("eval")),
+    NotImplementedKey("eval_dataset.data_loader.hypothesis_template", "zero_shot.templates selects the prompts "
+                      "(default: OpenAI's 18 templates, ensembled); set zero_shot.templates: hypothesis_template to "
+                      "prompt with this single template as MindFormers did", task=_ZERO_SHOT,
+                      find=_unused_hypothesis_template),
 )
 
 

@@ -160,8 +160,11 @@ def test_a_mindformers_run_yaml_loads(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ms_clip"):
         config = load_run_config(str(path))
     assert config.callbacks[1].prefix == "mindformers" and config.context.device_target == "Ascend"
-    # Its only non-default, unimplemented setting is the AICC upload placeholder, and that is named.
-    assert "remote_save_url is set to" in caplog.text and caplog.text.count("does not implement it") == 1
+    # Its non-default, unimplemented settings are named: the AICC upload placeholder, the bilinear Resize
+    # (ms_clip resizes bicubic) and the single hypothesis_template (zero_shot.templates, unset, means OpenAI's 18).
+    assert "remote_save_url is set to" in caplog.text and caplog.text.count("does not implement it") == 3
+    assert "transforms[1].interpolation is set to 'linear'" in caplog.text
+    assert "eval_dataset.data_loader.hypothesis_template is set to" in caplog.text
     check_against_model(config, _model(224, 77))
 
 
