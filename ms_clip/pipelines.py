@@ -176,6 +176,10 @@ class ZeroShotImageClassificationPipeline:
                  context_length: Optional[int] = None, cache: Union[bool, str] = False):
         from ms_clip.models.base import PreTrainedModel
 
+        if isinstance(model, (str, os.PathLike)):  # MindFormers: ZeroShotImageClassificationPipeline(model="name")
+            from ms_clip.loader import from_pretrained
+
+            model = from_pretrained(os.fspath(model))
         if not isinstance(model, PreTrainedModel) or not hasattr(model, "get_image_features"):
             raise TypeError(f"model must be an ms_clip image-text model (CLIPModel, ChineseCLIPModel), got "
                             f"{type(model).__name__}")

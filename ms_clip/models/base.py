@@ -161,9 +161,18 @@ class StrictConfig(metaclass=_StrictMeta):
         """The config of a registry name (``clip_vit_b_32``), a model/run YAML, a checkpoint or a directory."""
         return _loader().load_config(name_or_path, expected=cls)
 
-    def save_pretrained(self, save_directory: str, name: str = "config.yaml") -> str:
-        """Write this config as YAML (atomically) into ``save_directory``; returns the path."""
-        return _loader().save_config(self, save_directory, name)
+    def save_pretrained(self, save_directory: Optional[str] = None, name: str = "config.yaml") -> str:
+        """Write this config as YAML (atomically) into ``save_directory``; returns the path.
+
+        As MindFormers: ``save_directory`` defaults to ``./checkpoint_save``, and a ``name`` without a YAML
+        suffix (MindFormers' ``save_name``, e.g. ``clip_vit_b_32``) gets ``.yaml``.
+        """
+        import os
+
+        directory = save_directory if save_directory is not None else os.path.join(os.getcwd(), "checkpoint_save")
+        if not name.endswith((".yaml", ".yml")):
+            name += ".yaml"
+        return _loader().save_config(self, directory, name)
 
     @classmethod
     def show_support_list(cls) -> None:
