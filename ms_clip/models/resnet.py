@@ -12,11 +12,10 @@ Parameter names are OpenAI's state-dict keys under ``visual.``: ``conv1.weight``
 ``attnpool.{positional_embedding,q_proj,k_proj,v_proj,c_proj}``, so a checkpoint maps on one to one
 (torch's ``num_batches_tracked`` counters are dropped by the converter: inference does not use them).
 
-Speed on CPU (benchmarks/README.md, "ResNet tower"): MindSpore 2.10's CPU ``Conv2d`` is slow, so every
-convolution here is an explicit GEMM on a channels-last [N*H*W, C] activation: a 1x1 convolution is the
-2-D ``MatMul(transpose_b)`` that ``layers.Linear`` uses, a 3x3 convolution gathers its nine shifted
-windows into [N*H*W, 9*C] first (im2col). Inference-mode BatchNorm is folded into the GEMM (weights
-scaled per output channel, shift added as the bias), so it costs no pass over the activations.
+Speed on CPU (benchmarks/README.md, "ResNet tower"): measured on MindSpore 2.10, the CPU ``Conv2D``
+(oneDNN) beats an im2col + ``MatMul(transpose_b)`` formulation for every convolution of this tower
+(2-10x), so the convolutions stay convolutions (NCHW); inference-mode BatchNorm is folded into them
+(weights scaled per output channel, shift added as the bias), so it costs no pass over the activations.
 """
 from __future__ import annotations
 
@@ -88,10 +87,9 @@ class CLIPResNetVisionConfig(StrictConfig):
 
 
 class BatchNorm2d(nn.Cell):
-    """torch.nn.BatchNorm2d's parameters (``weight``, ``bias``, ``running_mean``, ``running_var``) over a
-    channels-last [M, C] activation.
+    """torch.nn.BatchNorm2d's parameters (``weight``, ``bias``, ``running_mean``, ``running_var``), NCHW.
 
-    Inference (``set_train(False)``) uses the running statistics; the owner folds them into its GEMM via
+    Inference (``set_train(False)``) uses the running statistics; the owner folds them into its convolution via
     ``scale_shift``. Training uses the batch's statistics (biased variance for normalising) and updates
     the running ones with momentum 0.1 and the unbiased variance, as torch does.
     """
@@ -111,16 +109,16 @@ class BatchNorm2d(nn.Cell):
         return scale, self.bias - self.running_mean * scale
 
     def batch_norm(self, x: Tensor) -> Tensor:
-        """Training mode on [M, C]: normalise with the batch's statistics and update the running ones."""
+        """Training mode on NCHW: normalise with the batch's statistics and update the running ones."""
         x32 = x.astype(ms.float32)
-        mean = x32.mean(axis=0)
+        mean = x32.mean(axis=(0, 2, 3), keep_dims=True)
         centered = x32 - mean
-        var = (centered * centered).mean(axis=0)
-        count = x32.shape[0]
-        unbiased = var * (count / max(count - 1, 1))
-        ops.assign(self.running_mean, (1 - _BN_MOMENTUM) * self.running_mean + _BN_MOMENTUM * mean)
+        var = (centered * centered).mean(axis=(0, 2, 3), keep_dims=True)
+        count = x32.shape[0] * x32.shape[2] * x32.shape[3]
+        unbiased = var.reshape(-1) * (count / max(count - 1, 1))
+        ops.assign(self.running_mean, (1 - _BN_MOMENTUM) * self.running_mean + _BN_MOMENTUM * mean.reshape(-1))
         ops.assign(self.running_var, (1 - _BN_MOMENTUM) * self.running_var + _BN_MOMENTUM * unbiased)
-        y = centered / ops.sqrt(var + _BN_EPS) * self.weight + self.bias
+        y = centered / ops.sqrt(var + _BN_EPS) * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
         return y.astype(x.dtype)
 
 
@@ -130,20 +128,18 @@ def _kaiming(shape, factor: float) -> Parameter:
 
 
 def _avg_pool(x: Tensor, pool: int) -> Tensor:
-    """AvgPool2d(pool) on NHWC [N, H, W, C]; like torch, trailing rows/columns that do not fill a window
-    are dropped."""
-    n, h, w, c = x.shape
-    hp, wp = h // pool, w // pool
-    if hp * pool != h or wp * pool != w:
-        x = x[:, :hp * pool, :wp * pool, :]
-    return x.reshape(n, hp, pool, wp, pool, c).mean(axis=(2, 4))
+    """AvgPool2d(pool) on NCHW; like torch, trailing rows/columns that do not fill a window are dropped."""
+    return ops.avg_pool2d(x, kernel_size=pool, stride=pool)
 
 
 class Conv2d(nn.Cell):
-    """A bias-free torch Conv2d (``weight`` [out, in, k, k], padding k // 2) as one GEMM on NHWC activations.
+    """A bias-free torch Conv2d (``weight`` [out, in, k, k], padding k // 2) on NCHW activations.
 
     ``construct(x, scale, shift)`` computes ``conv(x) * scale + shift`` per output channel with the scale
-    folded into the weight and the shift as the GEMM's bias: inference-mode BatchNorm at no cost.
+    folded into the weight and the shift added as a bias: inference-mode BatchNorm at no extra pass over the
+    activations. MindSpore's CPU Conv2D (oneDNN) was measured 2-10x faster than an im2col + GEMM formulation
+    of these convolutions (benchmarks/README.md "ResNet tower"), unlike the ViT's kernel = stride = 32 patch
+    embedding, where the GEMM won.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, factor: float,
@@ -154,52 +150,24 @@ class Conv2d(nn.Cell):
                                 name="weight")
         self.compute_dtype = compute_dtype
         self.cast = compute_dtype != ms.float32
-        self.matmul = ops.MatMul(transpose_b=True)
+        self.conv = ops.Conv2D(out_channels, kernel_size, mode=1, pad_mode="pad", pad=kernel_size // 2, stride=stride)
         self.bias_add = ops.BiasAdd()
 
-    def _columns(self, x: Tensor, ho: int, wo: int) -> Tensor:
-        """NHWC [N, H, W, C] -> [N*Ho*Wo, k*k*C] (im2col; column order (ky, kx, c), as ``_weight``)."""
-        n, _, _, c = x.shape
-        k, s = self.k, self.stride
-        if k == 1:
-            if s > 1:
-                x = x[:, ::s, ::s, :]
-            return x.reshape(n * ho * wo, c)
-        pad = k // 2
-        x = ops.pad(x, (0, 0, pad, pad, pad, pad))
-        windows = []
-        for dy in range(k):  # plain loops: graph mode parses one comprehension level only
-            for dx in range(k):
-                windows.append(x[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s, :])
-        return ops.concat(windows, axis=-1).reshape(n * ho * wo, k * k * c)
-
-    def _weight(self) -> Tensor:
-        # torch [out, in, ky, kx] -> [out, ky, kx, in] -> [out, k*k*in], matching the column order.
-        w = self.weight
-        if self.k > 1:
-            w = w.transpose(0, 2, 3, 1)
-        return w.reshape(self.out_channels, -1)
-
     def construct(self, x: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None) -> Tensor:
-        """NHWC [N, H, W, Cin] -> NHWC [N, Ho, Wo, Cout] (no activation)."""
-        n, h, w, _ = x.shape
-        k, s = self.k, self.stride
-        pad = k // 2
-        ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
-        cols = self._columns(x, ho, wo)
-        weight = self._weight()
+        """NCHW [N, Cin, H, W] -> NCHW [N, Cout, Ho, Wo] (no activation)."""
+        weight = self.weight
         if scale is not None:
-            weight = weight * scale.reshape(-1, 1)
+            weight = weight * scale.reshape(-1, 1, 1, 1)
         if self.cast:
-            cols, weight = cols.astype(self.compute_dtype), weight.astype(self.compute_dtype)
-        y = self.matmul(cols, weight)
+            x, weight = x.astype(self.compute_dtype), weight.astype(self.compute_dtype)
+        y = self.conv(x, weight)
         if shift is not None:
             y = self.bias_add(y, shift.astype(y.dtype))
-        return y.reshape(n, ho, wo, self.out_channels)
+        return y
 
 
 def _conv_bn(conv: Conv2d, bn: BatchNorm2d, x: Tensor, training: bool) -> Tensor:
-    """conv then BatchNorm: folded into the GEMM at inference, batch statistics in training."""
+    """conv then BatchNorm: folded into the convolution at inference, batch statistics in training."""
     if training:
         return bn.batch_norm(conv(x))
     scale, shift = bn.scale_shift()
@@ -270,9 +238,9 @@ class AttentionPool2d(nn.Cell):
         self.softmax = ops.Softmax(axis=-1)
 
     def construct(self, x: Tensor) -> Tensor:
-        """NHWC [N, H, W, C] -> [N, output_dim]."""
-        n, h, w, c = x.shape
-        tokens = x.reshape(n, h * w, c)
+        """NCHW [N, C, H, W] -> [N, output_dim]."""
+        n, c, h, w = x.shape
+        tokens = x.reshape(n, c, h * w).transpose(0, 2, 1)
         tokens = ops.concat((tokens.mean(axis=1, keep_dims=True), tokens), axis=1)
         tokens = tokens + self.positional_embedding.astype(tokens.dtype)
         length = h * w + 1
@@ -315,7 +283,7 @@ class ModifiedResNet(nn.Cell):
         self.compute_dtype = compute_dtype
 
     def construct(self, pixel_values: Tensor) -> Tensor:
-        x = pixel_values.transpose(0, 2, 3, 1)  # NCHW -> NHWC, once: every GEMM then reads channels-last rows
+        x = pixel_values
         if self.compute_dtype != ms.float32:
             x = x.astype(self.compute_dtype)
         x = self.relu(_conv_bn(self.conv1, self.bn1, x, self.training))
