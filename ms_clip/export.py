@@ -50,8 +50,8 @@ from ms_clip.weights import assign_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportError", "ExportResult", "export_mindir", "export_model", "DeployedModel", "FILE_FORMATS",
-           "DEPLOY_CONFIG"]
+__all__ = ["ExportError", "ExportResult", "export_mindir", "export_model", "export_onnx_via_torch", "DeployedModel",
+           "FILE_FORMATS", "DEPLOY_CONFIG"]
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 DEPLOY_CONFIG = "deploy_config.json"
@@ -185,8 +185,7 @@ def export_mindir(model: Any, output_dir: str, batch_size: int, image_size: Opti
     if dynamic_batch and file_format == "ONNX":
         raise ExportError("MindSpore's ONNX exporter does not support dynamic shapes (\"Export ONNX format model not "
                           "support dynamic shape mode\"): export ONNX with a fixed batch_size, use MINDIR for a "
-                          "dynamic batch, or export through PyTorch (convert_weight.py --reverse, then "
-                          "torch.onnx.export with dynamic axes)")
+                          "dynamic batch, or export_onnx_via_torch (through the HF model, dynamic batch)")
     config = getattr(model, "config", None)
     if config is None or not hasattr(model, "get_image_features"):
         raise ExportError(f"expected an ms_clip model with a config, got {type(model).__name__}")
@@ -215,31 +214,41 @@ def export_mindir(model: Any, output_dir: str, batch_size: int, image_size: Opti
         files.append(path + suffix)
     seconds = time.perf_counter() - start
 
-    files.append(write_json(os.path.join(output_dir, "preprocessor_config.json"),
-                            _preprocessor_config(model, image_size)))
-    tokenizer = _tokenizer_files(model, output_dir)
-    files.append(write_json(os.path.join(output_dir, "tokenizer_config.json"), tokenizer))
-    files.append(os.path.join(output_dir, tokenizer["vocab_file"]))
-    import mindspore
-
-    deploy = {
-        "format": file_format, "batch_size": batch, "image_size": image_size, "context_length": length,
-        "projection_dim": int(config.projection_dim),
-        "logit_scale": float(np.exp(model.logit_scale.asnumpy())),
-        "image_encoder": {"file": "image_encoder" + suffix, "input": [batch, 3, image_size, image_size],
-                          "input_dtype": "float32", "output": [batch, int(config.projection_dim)]},
-        "text_encoder": {"file": "text_encoder" + suffix, "input": [batch, length], "input_dtype": "int32",
-                         "output": [batch, int(config.projection_dim)]},
-        "outputs": "unnormalised features (get_image_features / get_text_features); cosine = dot of L2-normalised rows",
-        "model_type": type(config).__name__,
-        "model_config": model.config.to_dict(),
-        "mindspore_version": mindspore.__version__,
-        "sha256": {os.path.basename(f): sha256_file(f) for f in files},
-    }
-    files.append(write_json(os.path.join(output_dir, DEPLOY_CONFIG), deploy))
+    files += _side_files(model, output_dir, file_format, batch, image_size, files, exporter="mindspore.export")
     logger.info("exported %s encoders (batch %s, %d px, %d tokens) to %s in %.1f s", file_format,
                 "dynamic" if batch is None else batch, image_size, length, output_dir, seconds)
     return ExportResult(output_dir, file_format, batch, image_size, length, files, seconds)
+
+
+def _side_files(model: Any, output_dir: str, file_format: str, batch: Optional[int], image_size: int,
+                graphs: List[str], exporter: str) -> List[str]:
+    """preprocessor_config.json, tokenizer_config.json + vocabulary, deploy_config.json; returns their paths."""
+    import mindspore
+
+    config = model.config
+    length = model_context_length(model)
+    files = [write_json(os.path.join(output_dir, "preprocessor_config.json"), _preprocessor_config(model, image_size))]
+    tokenizer = _tokenizer_files(model, output_dir)
+    files.append(write_json(os.path.join(output_dir, "tokenizer_config.json"), tokenizer))
+    files.append(os.path.join(output_dir, tokenizer["vocab_file"]))
+    suffix = FILE_FORMATS[file_format]
+    projection = int(config.projection_dim)
+    deploy = {
+        "format": file_format, "exporter": exporter, "batch_size": batch, "image_size": image_size,
+        "context_length": length, "projection_dim": projection,
+        "logit_scale": float(np.exp(model.logit_scale.asnumpy())),
+        "image_encoder": {"file": "image_encoder" + suffix, "input": [batch, 3, image_size, image_size],
+                          "input_dtype": "float32", "output": [batch, projection]},
+        "text_encoder": {"file": "text_encoder" + suffix, "input": [batch, length], "input_dtype": "int32",
+                         "output": [batch, projection]},
+        "outputs": "unnormalised features (get_image_features / get_text_features); cosine = dot of L2-normalised rows",
+        "model_type": type(config).__name__,
+        "model_config": config.to_dict(),
+        "mindspore_version": mindspore.__version__,
+        "sha256": {os.path.basename(f): sha256_file(f) for f in graphs + files},
+    }
+    files.append(write_json(os.path.join(output_dir, DEPLOY_CONFIG), deploy))
+    return files
 
 
 def _example_ids(batch: int, length: int, model: Any) -> np.ndarray:
@@ -262,6 +271,76 @@ def export_model(model: Any, output_dir: str, batch_size: int, image_size: Optio
         target = output_dir if fmt == "MINDIR" or list(file_formats) == [fmt] else os.path.join(output_dir, fmt.lower())
         results.append(export_mindir(model, target, batch_size, image_size, dynamic_batch and fmt == "MINDIR", fmt))
     return results
+
+
+def export_onnx_via_torch(model: Any, output_dir: str, opset_version: int = 17) -> ExportResult:
+    """ONNX encoders with a dynamic batch axis, through the way back: ms_clip -> HF folder -> torch.onnx.export.
+
+    MindSpore's ONNX exporter takes only fixed shapes; PyTorch's (TorchScript-based) exporter writes the
+    batch axis as a symbol. The HF model is the one ``ms_clip.export_torch`` writes (the same weights,
+    features ≤ 1e-4 from ours); its text input is int32 like ours, its outputs the same unnormalised
+    features. Needs torch and transformers (``pip install 'ms_clip[torch-onnx]'``). The folder has the
+    layout of ``export_mindir``'s, so ``DeployedModel`` loads it.
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise ExportError("ONNX export through PyTorch needs torch and transformers "
+                          "(pip install 'ms_clip[torch-onnx]')") from None
+    import tempfile
+    import warnings
+
+    from ms_clip.export_torch import export_torch
+
+    config = model.config
+    image_size = int(config.vision_config.image_size)
+    length = model_context_length(model)
+    chinese = is_chinese_clip(model)
+    os.makedirs(output_dir, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_torch(model, os.path.join(tmp, "hf"), fmt="hf")
+        hf = getattr(transformers, result.hf_class).from_pretrained(os.path.join(tmp, "hf")).eval()
+
+    class _Image(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            out = self.inner.get_image_features(pixel_values=pixel_values)
+            return getattr(out, "pooler_output", out)  # transformers 5 returns an output object
+
+    class _Text(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids):
+            ids = input_ids.long()
+            # Chinese-CLIP attends to the non-padding tokens only (cn_clip's text.ne(0)); HF's default is all.
+            mask = (ids != 0).long() if chinese else None
+            out = self.inner.get_text_features(input_ids=ids, attention_mask=mask)
+            return getattr(out, "pooler_output", out)
+
+    pixels = torch.zeros(2, 3, image_size, image_size)
+    ids = torch.from_numpy(_example_ids(2, length, model))
+    graphs = []
+    for name, module, example, input_name in (("image_encoder", _Image(hf), pixels, "pixel_values"),
+                                              ("text_encoder", _Text(hf), ids, "input_ids")):
+        path = os.path.join(output_dir, name + ".onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module, (example,), path, input_names=[input_name], output_names=["features"],
+                              dynamic_axes={input_name: {0: "batch"}, "features": {0: "batch"}},
+                              opset_version=opset_version, dynamo=False)
+        graphs.append(path)
+    seconds = time.perf_counter() - start
+    files = graphs + _side_files(model, output_dir, "ONNX", None, image_size, graphs,
+                                 exporter=f"torch.onnx.export (torch {torch.__version__}) of HF {result.hf_class}")
+    logger.info("exported ONNX encoders through PyTorch (dynamic batch) to %s in %.1f s", output_dir, seconds)
+    return ExportResult(output_dir, "ONNX", None, image_size, length, files, seconds)
 
 
 # ----------------------------------------------------------------------------- loading back

@@ -243,8 +243,33 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path, shipped, inputs):
     assert np.abs(deployed.encode_images(images) - encode_images(shipped, images, batch_size=4)).max() <= 1e-4
     assert np.abs(deployed.encode_token_ids(ids) - encode_token_ids(shipped, ids, batch_size=4)).max() <= 1e-4
     # MindSpore 2.10's ONNX exporter refuses dynamic shapes: said before anything is compiled.
-    with pytest.raises(ExportError, match="does not support dynamic shapes.*torch.onnx.export"):
+    with pytest.raises(ExportError, match="does not support dynamic shapes.*export_onnx_via_torch"):
         export_mindir(shipped, str(tmp_path / "dyn"), batch_size=4, dynamic_batch=True, file_format="ONNX")
+
+
+@pytest.mark.parametrize("family", ["clip", "chinese_clip"])
+def test_onnx_with_dynamic_batch_through_pytorch(tmp_path, shipped, inputs, family):
+    """The way back to a dynamic-batch ONNX graph: ms_clip -> HF -> torch.onnx.export -> onnxruntime."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("transformers")
+    from ms_clip.export import export_onnx_via_torch
+
+    if family == "clip":
+        model, (images, ids) = shipped, inputs
+    else:
+        model = loader.create_model("chinese_clip_tiny")
+        model.set_train(False)
+        rng = np.random.default_rng(2)
+        size, length = model.config.vision_config.image_size, model.config.context_length
+        images = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+        ids = np.zeros((3, length), np.int32)
+        ids[:, 0], ids[:, 1:5], ids[:, 5] = 101, rng.integers(200, 5000, (3, 4)), 102
+    result = export_onnx_via_torch(model, str(tmp_path))
+    deployed = DeployedModel(str(tmp_path))
+    assert result.batch_size is None and deployed.batch_size is None
+    for n in (1, len(images)):
+        assert np.abs(deployed.encode_images(images[:n]) - encode_images(model, images[:n])).max() <= 1e-4
+        assert np.abs(deployed.encode_token_ids(ids[:n]) - encode_token_ids(model, ids[:n])).max() <= 1e-4
 
 
 def test_export_argument_errors(tmp_path, shipped):
