@@ -7,7 +7,8 @@ The model is built with random weights (the speed does not depend on them). It i
 per format with ms_clip.export.export_mindir (static batch), then each runtime encodes the same
 inputs: median of ``--reps`` calls after two warm-up calls, on the same threads (MindSpore's and
 onnxruntime's thread pools sized to the machine's cores). The largest absolute difference of each
-export's features from ms_clip's is reported with its speed. Table to stdout, JSON to
+export's features from ms_clip's is reported with its speed. ``--via_torch`` adds the dynamic-batch
+ONNX graphs that ``export_onnx_via_torch`` writes through PyTorch. Table to stdout, JSON to
 benchmarks/results/bench_deploy.json.
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ def main() -> int:
     parser.add_argument("--image_batch", type=int, default=8)
     parser.add_argument("--text_batch", type=int, default=32)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--via_torch", action="store_true",
+                        help="also the dynamic-batch ONNX of export_onnx_via_torch (needs torch + transformers)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench_deploy.json"))
     args = parser.parse_args()
@@ -81,13 +84,22 @@ def main() -> int:
             result = export_mindir(model, folder, batch_size=batch, file_format=fmt)
             export_seconds[f"{fmt}_{kind}"] = result.seconds
             folders[(fmt, kind)] = folder
+    if args.via_torch:
+        from ms_clip.export import export_onnx_via_torch
+
+        folder = os.path.join(work, "ONNX_torch")
+        export_seconds["ONNX_via_torch"] = export_onnx_via_torch(model, folder).seconds
+        folders[("ONNX_torch", "image")] = folders[("ONNX_torch", "text")] = folder
 
     runners = {
         "ms_clip": (lambda: encode_images(model, pixels, batch_size=args.image_batch),
                     lambda: encode_token_ids(model, ids, batch_size=args.text_batch)),
     }
-    for fmt, name in (("MINDIR", "MindIR GraphCell"), ("ONNX", "onnxruntime (ONNX from MindSpore)")):
-        if fmt == "ONNX":
+    formats = [("MINDIR", "MindIR GraphCell"), ("ONNX", "onnxruntime (ONNX from MindSpore)")]
+    if args.via_torch:
+        formats.append(("ONNX_torch", "onnxruntime (ONNX via PyTorch, dynamic batch)"))
+    for fmt, name in formats:
+        if fmt.startswith("ONNX"):
             # onnxruntime's default pool may use every core as well; set it explicitly so both sides match.
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
