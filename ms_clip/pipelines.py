@@ -96,13 +96,11 @@ def model_image_processor(model) -> Any:
     """The model's own preprocessing: for CLIP the one its weights were trained with (``config.preprocessing``,
     OpenAI's resize + center crop by default), Chinese-CLIP's bicubic resize to size x size without crop for
     Chinese-CLIP."""
-    from ms_clip.processor import image_processor_for
+    from ms_clip.processor import CLIPImageProcessor, image_processor_for
 
     size = model.config.vision_config.image_size
     if is_chinese_clip(model):
-        from ms_clip.data.pipeline import ImageTransform
-
-        return ImageTransform(size, resize="squash")
+        return CLIPImageProcessor(image_resolution=size, resize_mode="squash")
     return image_processor_for(model.config)  # the weights' own mean/std and resize mode (pretrained tag)
 
 

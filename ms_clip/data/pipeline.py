@@ -85,18 +85,7 @@ class ImageTransform:
             crop = CLIPTrainTransform(self.size, self.scale, self.ratio, self.mean, self.std,
                                       seed=rng if rng is not None else np.random.default_rng())
             return crop(img)
-        if self.resize == "squash":
-            return _squash(img, self.size, self.mean, self.std)
-        return preprocess(img, self.size, self.mean, self.std)
-
-
-def _squash(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Chinese-CLIP's evaluation transform: Resize((size, size), bicubic) -> RGB -> /255 -> normalize."""
-    from ms_clip.processor import _finish, _Normalizer
-
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
-    return _finish(img, _Normalizer(mean, std))
+        return preprocess(img, self.size, self.mean, self.std, resize_mode=self.resize)
 
 
 _TRANSFORM_TYPES = ("Resize", "CenterCrop", "RandomResizedCrop", "ToTensor", "Normalize", "ToPIL",

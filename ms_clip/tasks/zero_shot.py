@@ -240,24 +240,8 @@ def _image_processor(model, config: Dict[str, Any]):
     if spec.size != image_size:
         raise ValueError(f"eval_dataset.transforms crop images to {spec.size} but the model expects "
                          f"{image_size}x{image_size} (vision_config.image_size)")
-    if spec.resize == "squash":  # Chinese-CLIP's Resize((R, R)): ImageTransform makes those pixels
-        return _TransformProcessor(spec)
-    return CLIPImageProcessor(image_resolution=spec.size, mean=spec.mean, std=spec.std)
-
-
-class _TransformProcessor:
-    """An ``ImageTransform`` with the image processor's ``preprocess_one`` (what the classification
-    dataset and the pipeline call): any image-like -> float32 [3, size, size]."""
-
-    def __init__(self, transform: Any):
-        self.transform = transform
-
-    def preprocess_one(self, image: Any) -> np.ndarray:
-        from ms_clip.processor import to_pil_image
-
-        return self.transform(to_pil_image(image))
-
-    __call__ = preprocess_one
+    # resize "squash" is Chinese-CLIP's Resize((R, R)) without a crop, "crop" OpenAI's.
+    return CLIPImageProcessor(image_resolution=spec.size, mean=spec.mean, std=spec.std, resize_mode=spec.resize)
 
 
 def _cache_setting(config: Dict[str, Any]) -> Union[bool, str]:
