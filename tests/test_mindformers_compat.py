@@ -116,6 +116,14 @@ TINY_TOWERS = {"text_config.hidden_size": 64, "text_config.intermediate_size": 1
 HELLO = [49406, 3306, 1002, 286, 49407]  # "hello world?" in MindFormers' tokenizer test
 
 
+@pytest.fixture
+def pynative():
+    """Tiny models called a few times: PyNative skips graph compilation (conftest restores GRAPH_MODE after)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
 def _tiny_options():
     return [f"model.model_config.{k}={v}" for k, v in TINY_TOWERS.items()]
 
@@ -190,7 +198,7 @@ def test_clip_model_calls(tmp_path, caplog):
     assert type(AutoModel.from_config("chinese_clip_tiny")).__name__ == "ChineseCLIPModel"
 
 
-def test_model_calling_forms():
+def test_model_calling_forms(pynative):
     """MindFormers' CLIPModel(image, text) gave logits in eval and the loss in training; ms_clip's equivalents."""
     model = CLIPModel.from_pretrained(WITH_WEIGHTS)
     processed = AutoProcessor.from_pretrained(WITH_WEIGHTS)(np.random.random((5, 3, 578, 213)),
@@ -253,7 +261,7 @@ def test_clip_tokenizer_calls_and_values(tmp_path):
 # ---------------------------------------------------------------------------------------- test_clip_processor.py
 
 
-def test_clip_processor_calls_and_shapes(tmp_path, caplog):
+def test_clip_processor_calls_and_shapes(pynative, tmp_path, caplog):
     import mindspore as ms_
 
     img_processor = CLIPImageProcessor(image_resolution=224)
@@ -295,7 +303,7 @@ def test_clip_processor_calls_and_shapes(tmp_path, caplog):
 # ------------------------------------------------------------------------- test_zero_shot_image_classification_pipeline
 
 
-def test_zero_shot_pipeline_class_with_a_model_name(tmp_path):
+def test_zero_shot_pipeline_class_with_a_model_name(pynative, tmp_path):
     from ms_clip.pipelines import ZeroShotImageClassificationPipeline
     from ms_clip.tools.image_tools import load_image
 
