@@ -335,7 +335,8 @@ def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceW
 
 def _require(tensors: Mapping[str, np.ndarray], name: str, path: str) -> np.ndarray:
     if name not in tensors:
-        raise ConvertError(f"{path}: not a CLIP checkpoint: missing '{name}'; "
+        kind = "ResNet" if "visual.attnpool.positional_embedding" in tensors else "ViT"
+        raise ConvertError(f"{path}: not a CLIP {kind} checkpoint: missing '{name}'; "
                            f"found keys like {sorted(tensors)[:5]}")
     return tensors[name]
 
