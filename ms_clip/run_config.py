@@ -49,6 +49,7 @@ import yaml
 from ms_clip.constants import CLIP_MEAN, CLIP_STD
 from ms_clip.fileio import YamlError
 from ms_clip.fileio import read_yaml as _read_yaml_file
+from ms_clip.models import FAMILIES, family_config_from_dict
 from ms_clip.models.config import CLIPConfig, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -885,19 +886,25 @@ def _check_at_least(path: str, value: Any, minimum: int) -> None:
 
 
 def _check_model_section(config: RunConfig) -> None:
+    """model.arch.type names a registered family's model class and model_config.type its config class
+    (CLIPModel/CLIPConfig, ChineseCLIPModel/ChineseCLIPConfig, ...); the config's keys are checked strictly."""
+    families = {config_cls.__name__: model_cls.__name__ for config_cls, model_cls in FAMILIES.values()}
     arch = config.model.arch.type
-    if arch != "CLIPModel":
-        raise RunConfigError(f"model.arch.type: only 'CLIPModel' is supported, got {arch!r}")
+    if arch not in families.values():
+        valid = sorted(families.values())
+        raise RunConfigError(f"model.arch.type: expected one of {valid}, got {arch!r}.{_hint(arch, valid)}")
     mc = config.model.model_config
     if mc is None:
         return
-    if mc.get("type", "CLIPConfig") != "CLIPConfig":
-        raise RunConfigError(f"model.model_config.type: only 'CLIPConfig' is supported, got {mc.get('type')!r}")
-    # CLIPConfig's strict constructor names unknown keys and suggests the closest one.
+    kind = mc.get("type") or next(c for c, m in families.items() if m == arch)
+    if families.get(kind) != arch:
+        raise RunConfigError(f"model.model_config.type: {kind!r} does not build model.arch.type {arch!r}; "
+                             f"pairs: {families}")
+    # The family config's strict constructor names unknown keys and suggests the closest one.
     try:
-        CLIPConfig.from_dict(mc, "model.model_config")
-    except ConfigError as err:
-        raise RunConfigError(str(err).replace("CLIPConfig.", "model.model_config.")) from None
+        family_config_from_dict({**mc, "type": kind}, "model.model_config")
+    except ConfigError as err:  # nested sections name themselves "<ConfigClass>.vision_config": use the YAML path
+        raise RunConfigError(str(err).replace(f"{kind}.", "model.model_config.")) from None
 
 
 def _check_choices(config: RunConfig) -> None:
@@ -914,7 +921,8 @@ def _check_choices(config: RunConfig) -> None:
         "export.file_format": ("MINDIR", "ONNX", "BOTH"),
     }
     for name, dataset in config.dataset_sections().items():
-        choices[f"{name}.tokenizer.type"] = ("CLIPTokenizer",)
+        # The model's own tokenizer is used whatever this says (ms_clip.get_tokenizer); the names are checked.
+        choices[f"{name}.tokenizer.type"] = ("CLIPTokenizer", "BertTokenizer", "ChineseCLIPTokenizer")
     for path, valid in choices.items():
         value = get_path(config, path)
         if value not in valid:
