@@ -103,6 +103,9 @@ def _at_resolution(model: Any, image_size: int) -> Any:
     vision = config.vision_config
     if image_size == vision.image_size:
         return model
+    if not hasattr(vision, "patch_size"):
+        raise ExportError(f"image_size {image_size}: only a ViT tower's position table can be re-sampled; this model's "
+                          f"{type(vision).__name__} takes {vision.image_size} px")
     if image_size <= 0 or image_size % vision.patch_size:
         raise ExportError(f"image_size {image_size} must be a positive multiple of the patch size {vision.patch_size}")
     new_vision = type(vision).from_dict({**vision.to_dict(), "image_size": image_size}, "vision_config")

@@ -209,11 +209,20 @@ def _chinese_clip_to_hf(tensors: Mapping[str, np.ndarray]) -> Tuple[Tensors, Lis
 
 
 def _vision_json(vc: Any, projection_dim: int, model_type: str) -> Dict[str, Any]:
+    _require_vit(vc, "Hugging Face's CLIP vision model")
     return {"model_type": model_type, "hidden_size": vc.hidden_size, "intermediate_size": vc.intermediate_size,
             "num_hidden_layers": vc.num_hidden_layers, "num_attention_heads": vc.num_attention_heads,
             "image_size": vc.image_size, "patch_size": vc.patch_size, "num_channels": vc.num_channels,
             "hidden_act": _hf_act(vc.hidden_act), "layer_norm_eps": vc.layer_norm_eps,
             "attention_dropout": vc.attention_dropout, "projection_dim": projection_dim}
+
+
+def _require_vit(vision: Any, target: str) -> None:
+    # The ResNet tower (CLIPResNetVisionConfig) keeps OpenAI's names but has no HF CLIPModel counterpart and
+    # another open_clip config layout; fmt='state_dict' writes it for open_clip / OpenAI code.
+    if type(vision).__name__ != "CLIPVisionConfig":
+        raise TorchExportError(f"{target} needs a ViT vision tower, this model has {type(vision).__name__}; use "
+                               f"fmt='state_dict' (OpenAI / open_clip names)")
 
 
 def _hf_act(name: str) -> str:
@@ -327,6 +336,7 @@ def open_clip_model_config(config: StrictConfig) -> Dict[str, Any]:
     if not isinstance(config, CLIPConfig):
         raise TorchExportError(f"open_clip has no {type(config).__name__}; use fmt='hf' or fmt='state_dict'")
     tc, vc = config.text_config, config.vision_config
+    _require_vit(vc, "this open_clip model config")
     acts = {tc.hidden_act, vc.hidden_act}
     if len(acts) != 1 or not acts <= {"quick_gelu", "gelu"}:
         raise TorchExportError(f"open_clip needs the same activation in both towers, quick_gelu or gelu; this model "
@@ -448,9 +458,10 @@ def export_torch(model: Any, output_path: Union[str, os.PathLike], fmt: Optional
             raise TorchExportError(f"{output_path}: fmt='hf' writes a folder (config.json + model.safetensors); "
                                    f"give a directory path")
         family = _family(config)
+        config_json = hf_config_dict(config)  # first: it names an architecture HF cannot express
         hf_tensors, dropped = to_hf_state_dict(config, tensors)
         os.makedirs(output_path, exist_ok=True)
-        files = [_write_json(hf_config_dict(config), os.path.join(output_path, "config.json")),
+        files = [_write_json(config_json, os.path.join(output_path, "config.json")),
                  _write_safetensors(hf_tensors, os.path.join(output_path, "model.safetensors"), {"format": "pt"})]
         hint = f"transformers.{family.hf_class}.from_pretrained({output_path!r})"
         result = TorchExportResult(output_path, fmt, files, len(hf_tensors), family.hf_class, hint, dropped)
