@@ -73,7 +73,7 @@ def test_unknown_format_and_bad_folder(tmp_path):
         convert_weight(str(tmp_path / "weights.npz"), str(tmp_path / "out.ckpt"))
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "notes.txt").write_text("x")
-    with pytest.raises(ConvertError, match=r"Hugging Face CLIPModel folder .*found \['notes.txt'\]"):
+    with pytest.raises(ConvertError, match=r"Hugging Face CLIPModel or ChineseCLIPModel folder .*found \['notes.txt'\]"):
         convert_weight(str(tmp_path / "folder"), str(tmp_path / "out.ckpt"))
     with pytest.raises(ConvertError, match="source not found"):
         convert_weight(str(tmp_path / "nope.pt"), str(tmp_path / "out.ckpt"))
