@@ -22,7 +22,8 @@ model or run ``.yaml``          the YAML                                    none
 Precedence in a run (``model_for_run``; Trainer, CLI and pipeline all use it). **Weights**, first that
 applies: (1) the explicit argument (``Trainer.finetune(finetune_checkpoint=...)``, ``evaluate(eval_checkpoint=...)``,
 ``predict(predict_checkpoint=...)``); (2) the run config's ``load_checkpoint`` (``--load_checkpoint``); (3)
-``model.model_config.checkpoint_name_or_path``; (4) for fine-tuning, evaluation and prediction only: the
+``model.model_config.checkpoint_name_or_path`` -- except in ``train`` mode, which starts from scratch as
+MindFormers' did (``Trainer.train`` logs that it skips it); (4) for fine-tuning, evaluation and prediction only: the
 pretrained weights of the model *name* (``Trainer(model="clip_vit_b_32")`` or ``trainer.model_name``); (5)
 none: random initialisation, which only ``train`` accepts. **Architecture**: a model *object* is used as it
 is; otherwise weights that carry their own architecture (every spec above) bring it, and what the run
