@@ -139,7 +139,11 @@ def test_weights_after_training_equal_single_process(runs):
             worst, worst_name = rel, key
         moved += int(not np.array_equal(single[key], initial[key]))
     print(f"\nweights: max per-tensor relative difference {worst:.2e} ({worst_name})")
-    assert worst <= 1e-5, (worst_name, worst)
+    # fp32 all-reduce vs single-process summation order: measured 4.4e-6 on an idle host and 1.04e-5 on a loaded
+    # one (2026-12-01; thread count changes MindSpore's reduction order), both on a LayerNorm bias that Adam moves
+    # by ~lr per step whatever the gradient's size. 2e-5 still catches any real divergence (a wrong loss scale or
+    # a dropped gradient moves weights by >1e-3).
+    assert worst <= 2e-5, (worst_name, worst)
     assert moved > len(single) // 2  # the weights did change between the epoch-1 and the final checkpoint
 
 
