@@ -59,7 +59,19 @@ def _log_support_list(owner: str) -> None:
 # ============================================================================= Auto classes
 
 
-class AutoConfig:
+class _SupportList:
+    """MindFormers' support-list class methods of the Auto classes: every registered model name."""
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        return loader.list_models()
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        _log_support_list(cls.__name__)
+
+
+class AutoConfig(_SupportList):
     """``AutoConfig.from_pretrained(spec)``: the config of any registered model (its family's class)."""
 
     @classmethod
@@ -71,16 +83,8 @@ class AutoConfig:
             config = type(config).from_dict({**config.to_dict(), **overrides}, f"AutoConfig({os.fspath(name_or_path)})")
         return config
 
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return loader.list_models()
 
-    @classmethod
-    def show_support_list(cls) -> None:
-        _log_support_list(cls.__name__)
-
-
-class AutoModel:
+class AutoModel(_SupportList):
     """``AutoModel.from_pretrained(spec)`` (with weights) / ``AutoModel.from_config(config)`` (as configured)."""
 
     @classmethod
@@ -102,16 +106,8 @@ class AutoModel:
             config = type(config).from_dict({**config.to_dict(), "checkpoint_name_or_path": ""}, "AutoModel")
         return model_class_for(config)(config)
 
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return loader.list_models()
 
-    @classmethod
-    def show_support_list(cls) -> None:
-        _log_support_list(cls.__name__)
-
-
-class AutoTokenizer:
+class AutoTokenizer(_SupportList):
     """``AutoTokenizer.from_pretrained(spec)``: CLIP's BPE tokenizer, or Chinese-CLIP's WordPiece one."""
 
     @classmethod
@@ -130,29 +126,13 @@ class AutoTokenizer:
             return BertTokenizer(**{"model_max_length": config.context_length, **kwargs})
         return CLIPTokenizer(**{"pad_token": "!", "model_max_length": config.context_length, **kwargs})
 
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return loader.list_models()
 
-    @classmethod
-    def show_support_list(cls) -> None:
-        _log_support_list(cls.__name__)
-
-
-class AutoProcessor:
+class AutoProcessor(_SupportList):
     """``AutoProcessor.from_pretrained(spec)``: a ``CLIPProcessor`` with the model's image size and tokenizer."""
 
     @classmethod
     def from_pretrained(cls, name_or_path: Spec, **kwargs: Any) -> CLIPProcessor:
         return CLIPProcessor.from_pretrained(name_or_path, **kwargs)
-
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return loader.list_models()
-
-    @classmethod
-    def show_support_list(cls) -> None:
-        _log_support_list(cls.__name__)
 
 
 class AutoImageProcessor(AutoProcessor):

@@ -67,7 +67,19 @@ class _StrictMeta(type):
         return super().__call__(*args, **kwargs)
 
 
-class StrictConfig(metaclass=_StrictMeta):
+class SupportList:
+    """MindFormers' ``show_support_list()`` / ``get_support_list()`` (the registered names), for configs and models."""
+
+    @classmethod
+    def show_support_list(cls) -> None:
+        _loader().show_support_list(cls.__name__)
+
+    @classmethod
+    def get_support_list(cls) -> List[str]:
+        return _loader().list_models()
+
+
+class StrictConfig(SupportList, metaclass=_StrictMeta):
     """Mixin for config dataclasses: construction from dicts or keywords (unknown keys are errors, MindFormers'
     spellings accepted), export to dicts, and no silent new attributes.
 
@@ -174,13 +186,6 @@ class StrictConfig(metaclass=_StrictMeta):
             name += ".yaml"
         return _loader().save_config(self, directory, name)
 
-    @classmethod
-    def show_support_list(cls) -> None:
-        _loader().show_support_list(cls.__name__)
-
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return _loader().list_models()
 
 
 class _Loader(Protocol):  # what ms_clip.loader provides (structural type, for readers and type checkers)
@@ -208,7 +213,7 @@ def _loader() -> _Loader:
     return _LOADER
 
 
-class PreTrainedModel(nn.Cell):
+class PreTrainedModel(nn.Cell, SupportList):
     """Base of the public model classes: MindFormers' pretrained surface, delegated to the loader.
 
     Subclasses set ``config_class`` and call ``self.load_named_weights()`` at the end of ``__init__``;
@@ -286,10 +291,3 @@ class PreTrainedModel(nn.Cell):
         """Write ``config.yaml`` and ``<save_name>.ckpt`` (atomically) into ``save_directory``."""
         return _loader().save_pretrained(self, save_directory, save_name)
 
-    @classmethod
-    def show_support_list(cls) -> None:
-        _loader().show_support_list(cls.__name__)
-
-    @classmethod
-    def get_support_list(cls) -> List[str]:
-        return _loader().list_models()
