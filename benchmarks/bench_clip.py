@@ -17,10 +17,11 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import cpu_model, time_call  # noqa: E402
 
 FIGURES = {
     # name: (model, kind, batch)
@@ -45,18 +46,6 @@ def _inputs(model_name: str, batch: int, kind: str):
     return pixels, ids
 
 
-def _time(fn, reps: int):
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fn()  # second warm-up: some kernels tune themselves on the second call
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
-
 
 def _run_ms(model_name: str, kind: str, batch: int, reps: int):
     import mindspore as ms
@@ -69,10 +58,10 @@ def _run_ms(model_name: str, kind: str, batch: int, reps: int):
     px, tx = ms.Tensor(pixels), ms.Tensor(ids)
     if kind == "image":
         model.set_train(False)
-        return _time(lambda: model.get_image_features(px).asnumpy(), reps)
+        return time_call(lambda: model.get_image_features(px).asnumpy(), reps)
     if kind == "text":
         model.set_train(False)
-        return _time(lambda: model.get_text_features(tx).asnumpy(), reps)
+        return time_call(lambda: model.get_text_features(tx).asnumpy(), reps)
     # The library's own optimizer step (ms_clip.train.loop.StepRunner): forward + backward + AdamW
     # + logit_scale clamp, the path `run_mindformer.py --run_mode train` takes. Clipping off, as in
     # the PyTorch reference.
@@ -82,7 +71,7 @@ def _run_ms(model_name: str, kind: str, batch: int, reps: int):
     model.set_train(True)
     runner = StepRunner(model, {"weight_decay": 0.2, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6},
                         LRSchedule(base_lr=1e-5, total_steps=1000, kind="constant"), clip_norm=None)
-    return _time(lambda: runner([(px, tx)], step=0), reps)
+    return time_call(lambda: runner([(px, tx)], step=0), reps)
 
 
 def _run_torch(model_name: str, kind: str, batch: int, reps: int, threads: int):
@@ -109,7 +98,7 @@ def _run_torch(model_name: str, kind: str, batch: int, reps: int, threads: int):
             with torch.inference_mode():
                 fn(px) if kind == "image" else fn(tx)
 
-        return _time(run, reps)
+        return time_call(run, reps)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
 
@@ -119,18 +108,8 @@ def _run_torch(model_name: str, kind: str, batch: int, reps: int, threads: int):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return _time(step, reps)
+    return time_call(step, reps)
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def worker(framework: str, figure: str, reps: int, threads: int) -> dict:
@@ -199,7 +178,7 @@ def main() -> None:
     import torch
 
     env = dict(python=platform.python_version(), mindspore=mindspore.__version__, torch=torch.__version__,
-               threads=args.threads, cpu=_cpu_model(), cores=os.cpu_count(), reps=args.reps,
+               threads=args.threads, cpu=cpu_model(), cores=os.cpu_count(), reps=args.reps,
                load_avg_before=round(load_before, 2), load_avg_after=round(os.getloadavg()[0], 2))
     print(f"ms_clip vs PyTorch (HF CLIPModel), float32, {env['cpu']}, {args.threads} threads, median of "
           f"{args.reps}; MindSpore {env['mindspore']}, torch {env['torch']}; load avg {env['load_avg_before']} -> "

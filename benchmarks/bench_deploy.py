@@ -18,10 +18,11 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import time_call  # noqa: E402
 from typing import Callable, Dict
 
 import numpy as np
@@ -31,16 +32,8 @@ os.environ.setdefault("GLOG_v", "3")
 
 
 def _median_seconds(fn: Callable[[], object], reps: int) -> Dict[str, float]:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"first_s": first, "median_s": statistics.median(times)}
+    first, median = time_call(fn, reps)
+    return {"first_s": first, "median_s": median}
 
 
 def main() -> int:

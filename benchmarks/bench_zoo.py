@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import cpu_model, time_call  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # figure -> (ms_clip registry name, open_clip architecture, batch)
@@ -26,18 +26,6 @@ FIGURES = {"rn50": ("clip_rn50", "RN50-quickgelu", 16), "vit_h_14": ("clip_vit_h
 CONVS = [("stem conv1 3x3/2", 3, 32, 3, 2, 224), ("layer1 conv2 3x3", 64, 64, 3, 1, 56),
          ("layer1 conv1 1x1", 256, 64, 1, 1, 56), ("layer3 conv2 3x3", 256, 256, 3, 1, 14)]
 
-
-def _time(fn, reps: int):
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
 
 
 def _pixels(batch: int, size: int):
@@ -67,7 +55,7 @@ def run_ms(figure: str, reps: int) -> dict:
 
     net = Encode(model)
     x = Tensor(_pixels(batch, model.config.image_size))
-    first, median = _time(lambda: net(x).asnumpy(), reps)
+    first, median = time_call(lambda: net(x).asnumpy(), reps)
     return {"first_s": first, "median_s": median, "per_s": batch / median}
 
 
@@ -86,7 +74,7 @@ def run_torch(figure: str, reps: int, threads: int) -> dict:
         with torch.no_grad():
             model.encode_image(x)
 
-    first, median = _time(step, reps)
+    first, median = time_call(step, reps)
     return {"first_s": first, "median_s": median, "per_s": batch / median}
 
 
@@ -104,9 +92,9 @@ def run_gemm(reps: int, threads: int) -> dict:
     flops = 2 * 1600 * 768 * 3072
     mm = ops.MatMul(transpose_b=True)
     ta, tb = Tensor(a), Tensor(b)
-    _, ms_t = _time(lambda: mm(ta, tb).asnumpy(), reps * 4)
+    _, ms_t = time_call(lambda: mm(ta, tb).asnumpy(), reps * 4)
     pa, pb = torch.from_numpy(a), torch.from_numpy(b)
-    _, pt_t = _time(lambda: torch.matmul(pa, pb.T), reps * 4)
+    _, pt_t = time_call(lambda: torch.matmul(pa, pb.T), reps * 4)
     return {"ms_gflops": flops / ms_t / 1e9, "torch_gflops": flops / pt_t / 1e9}
 
 
@@ -162,22 +150,12 @@ def run_convs(reps: int) -> dict:
         xt, xh = Tensor(x), Tensor(x.transpose(0, 2, 3, 1).copy())
         ref = ours(xt).asnumpy()
         got = gemm(xh).asnumpy().transpose(0, 3, 1, 2)
-        _, t_conv = _time(lambda: ours(xt).asnumpy(), reps)
-        _, t_gemm = _time(lambda: gemm(xh).asnumpy(), reps)
+        _, t_conv = time_call(lambda: ours(xt).asnumpy(), reps)
+        _, t_gemm = time_call(lambda: gemm(xh).asnumpy(), reps)
         out[label] = {"conv2d_ms": t_conv * 1e3, "gemm_ms": t_gemm * 1e3, "speedup": t_gemm / t_conv,
                       "max_abs_diff": float(np.abs(ref - got).max())}
     return out
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def worker(job: str, reps: int, threads: int) -> dict:
@@ -207,7 +185,7 @@ def main() -> None:
         return
     selected = args.only or ["gemm", "convs"] + list(FIGURES)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_v": "3"}
-    results = {"cpu": _cpu_model(), "load_before": os.getloadavg()}
+    results = {"cpu": cpu_model(), "load_before": os.getloadavg()}
     jobs = []
     for item in selected:
         jobs += [f"ms:{item}", f"torch:{item}"] if item in FIGURES else [item]
