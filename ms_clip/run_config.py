@@ -436,10 +436,12 @@ class OptimizerSection(Section):
 
 @section
 class LrScheduleSection(Section):
-    # Ours (MindFormers had none for CLIP, i.e. a constant lr): cosine decay with linear warmup, or constant.
-    type: str = "constant"  # cosine | constant (aliases: CosineWithWarmUpLR, ConstantWarmUpLR)
+    # Ours (MindFormers had none for CLIP, i.e. a constant lr): cosine or linear decay with linear warmup, or
+    # constant. linear is HF Trainer's default (get_linear_schedule_with_warmup: to 0 at total_steps).
+    type: str = "constant"  # cosine | constant | linear (aliases: CosineWithWarmUpLR, ConstantWarmUpLR,
+    #                         LinearWithWarmUpLR)
     learning_rate: Optional[float] = None  # None: optimizer.learning_rate
-    lr_end: float = 0.0  # cosine floor
+    lr_end: float = 0.0  # cosine/linear floor
     warmup_steps: int = 0
     warmup_ratio: float = 0.0  # used when warmup_steps is 0: fraction of total steps
     total_steps: int = -1  # -1: epochs * optimizer steps per epoch
@@ -910,7 +912,8 @@ def _check_model_section(config: RunConfig) -> None:
 def _check_choices(config: RunConfig) -> None:
     choices: Dict[str, Sequence[Any]] = {
         "run_mode": ("train", "finetune", "eval", "predict", "export"),
-        "lr_schedule.type": ("cosine", "constant", "CosineWithWarmUpLR", "ConstantWarmUpLR", "constant_with_warmup"),
+        "lr_schedule.type": ("cosine", "constant", "CosineWithWarmUpLR", "ConstantWarmUpLR", "constant_with_warmup",
+                             "linear", "LinearWithWarmUpLR"),
         "optimizer.type": ("adamw", "AdamW", "AdamWeightDecay", "FusedAdamWeightDecay"),
         "runner_wrapper.type": ("MFTrainOneStepCell", "TrainOneStepCell", "TrainOneStepWithLossScaleCell"),
         "runner_wrapper.scale_sense.type": ("none", "DynamicLossScaleUpdateCell", "FixedLossScaleUpdateCell"),

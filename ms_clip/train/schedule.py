@@ -13,16 +13,18 @@ __all__ = ["LRSchedule", "schedule_from_config"]
 
 _COSINE = ("cosine", "CosineWithWarmUpLR")
 _CONSTANT = ("constant", "ConstantWarmUpLR", "constant_with_warmup")
+# HF Trainer's default (``get_linear_schedule_with_warmup``, lr_scheduler_type "linear"); MindFormers' name.
+_LINEAR = ("linear", "LinearWithWarmUpLR")
 
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """Linear warmup ``base_lr * (step + 1) / warmup_steps``, then constant or cosine to ``lr_end``."""
+    """Linear warmup ``base_lr * (step + 1) / warmup_steps``, then constant, or cosine or linear to ``lr_end``."""
 
     base_lr: float
     total_steps: int
     warmup_steps: int = 0
-    kind: str = "cosine"  # cosine | constant
+    kind: str = "cosine"  # cosine | constant | linear
     lr_end: float = 0.0
 
     def __call__(self, step: int) -> float:
@@ -32,6 +34,8 @@ class LRSchedule:
             return self.base_lr
         decay_steps = max(1, self.total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / decay_steps)
+        if self.kind == "linear":
+            return self.lr_end + (1.0 - progress) * (self.base_lr - self.lr_end)
         return self.lr_end + 0.5 * (1 + math.cos(math.pi * progress)) * (self.base_lr - self.lr_end)
 
 
@@ -39,8 +43,8 @@ def schedule_from_config(lr_schedule: Mapping[str, Any], optimizer: Mapping[str,
                          steps_total: int) -> LRSchedule:
     """The schedule a run config's ``lr_schedule`` and ``optimizer`` sections describe."""
     kind = lr_schedule.get("type", "constant")
-    if kind not in _COSINE + _CONSTANT:
-        raise ValueError(f"lr_schedule.type must be one of {list(_COSINE + _CONSTANT)}, got {kind!r}")
+    if kind not in _COSINE + _CONSTANT + _LINEAR:
+        raise ValueError(f"lr_schedule.type must be one of {list(_COSINE + _CONSTANT + _LINEAR)}, got {kind!r}")
     base_lr = lr_schedule.get("learning_rate")
     base_lr = optimizer.get("learning_rate") if base_lr is None else base_lr
     total = lr_schedule.get("total_steps", -1)
@@ -48,5 +52,6 @@ def schedule_from_config(lr_schedule: Mapping[str, Any], optimizer: Mapping[str,
     warmup = int(lr_schedule.get("warmup_steps") or 0)
     if warmup <= 0 and lr_schedule.get("warmup_ratio"):
         warmup = int(round(float(lr_schedule["warmup_ratio"]) * total))
-    return LRSchedule(float(base_lr), max(1, total), max(0, warmup), "cosine" if kind in _COSINE else "constant",
+    shape = "cosine" if kind in _COSINE else "linear" if kind in _LINEAR else "constant"
+    return LRSchedule(float(base_lr), max(1, total), max(0, warmup), shape,
                       float(lr_schedule.get("lr_end") or 0.0))
