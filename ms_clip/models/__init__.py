@@ -10,6 +10,7 @@ from .base import ConfigError, PreTrainedModel, StrictConfig, suggest
 from .bert import BertConfig, BertModel
 from .chinese_clip import ChineseCLIPConfig, ChineseCLIPModel
 from .clip import CLIPConfig, CLIPModel, CLIPTextConfig, clip_logits
+from .dual_encoder import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 from .towers import VISION_TOWERS, build_vision_tower, register_vision_tower, vision_config_from
 from .vit import CLIPVisionConfig
 
@@ -24,6 +25,7 @@ BaseConfig = PretrainedConfig = StrictConfig
 
 __all__ = ["CLIPModel", "CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "clip_logits",
            "BertConfig", "BertModel", "ChineseCLIPConfig", "ChineseCLIPModel",
+           "VisionTextDualEncoderConfig", "VisionTextDualEncoderModel",
            "PreTrainedModel", "BaseModel", "StrictConfig", "BaseConfig", "PretrainedConfig", "FAMILIES",
            "family_config_from_dict", "model_class_for", "CLIPTokenizer", "CLIPImageProcessor", "CLIPProcessor",
            "VISION_TOWERS", "build_vision_tower", "register_vision_tower", "vision_config_from"]
@@ -31,6 +33,7 @@ __all__ = ["CLIPModel", "CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "Con
 FAMILIES: Dict[str, Tuple[type, type]] = {
     "CLIPConfig": (CLIPConfig, CLIPModel),
     "ChineseCLIPConfig": (ChineseCLIPConfig, ChineseCLIPModel),
+    "VisionTextDualEncoderConfig": (VisionTextDualEncoderConfig, VisionTextDualEncoderModel),
 }
 
 
