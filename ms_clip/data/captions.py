@@ -13,7 +13,10 @@ Layouts read:
 * **JSON** (PyTorch CLIP fine-tuning recipes): ``<dataset_dir>/en_train.json`` / ``en_val.json``,
   each a list of ``{"image": "relative/path.jpg", "caption": ["...", ...]}`` (a single string works).
 * **CSV / TSV / JSONL** with configurable image and caption columns (open_clip's
-  ``--csv-img-key/--csv-caption-key/--csv-separator``); rows of the same image are grouped.
+  ``--csv-img-key/--csv-caption-key/--csv-separator``); rows of the same image are grouped. The rows of
+  HF's COCO dataset script (``image_path`` absolute, ``caption``) read with ``image_column: image_path``.
+* **COCO** captions (``annotations/captions_{train,val}2017.json`` + ``{train,val}2017/``): see
+  ``ms_clip.data.coco``.
 
 An image listed but missing on disk is skipped and counted (``on_bad_image="skip"``) or fails
 naming the file (``"fail"``); corrupt images are handled the same way when they are decoded
@@ -34,9 +37,12 @@ from ms_clip.errors import MsClipError
 logger = logging.getLogger(__name__)
 
 __all__ = ["DataError", "CaptionRecords", "read_flickr8k", "read_json_captions", "read_table_captions",
-           "load_caption_records", "flickr8k_root", "FLICKR8K_LAYOUT", "ON_BAD_IMAGE"]
+           "load_caption_records", "one_record_per_caption", "flickr8k_root", "CAPTION_LOADER_TYPES",
+           "FLICKR8K_LAYOUT", "ON_BAD_IMAGE"]
 
 ON_BAD_IMAGE = ("skip", "fail")
+# The data_loader types load_caption_records reads (ChineseCLIPDataLoader: ms_clip.data.chinese_clip).
+CAPTION_LOADER_TYPES = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader", "CocoCaptionDataLoader")
 FLICKR8K_LAYOUT = (
     "expected Flickr8k's layout: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg, "
     "<dataset_dir>/Flickr8k_text/Flickr8k.token.txt (lines 'img.jpg#k<TAB>caption') and "
@@ -262,7 +268,13 @@ def read_table_captions(path: str, image_column: str = "image", caption_column: 
 
 
 def load_caption_records(loader: Mapping[str, Any], stage: Optional[str] = None) -> CaptionRecords:
-    """Records for a run config's ``<split>_dataset.data_loader`` section (see tasks/pretrain.py)."""
+    """Records for a run config's ``<split>_dataset.data_loader`` section (see tasks/pretrain.py);
+    ``per_caption: True`` makes every caption its own record (``one_record_per_caption``)."""
+    records = _load_records(loader, stage)
+    return one_record_per_caption(records) if loader.get("per_caption") else records
+
+
+def _load_records(loader: Mapping[str, Any], stage: Optional[str]) -> CaptionRecords:
     kind = loader.get("type", "Flickr8kDataLoader")
     stage = stage or loader.get("stage") or "train"
     dataset_dir = loader.get("dataset_dir") or ""
@@ -270,6 +282,11 @@ def load_caption_records(loader: Mapping[str, Any], stage: Optional[str] = None)
     _check_policy(policy)
     if kind == "Flickr8kDataLoader":
         return read_flickr8k(dataset_dir, stage, policy)
+    if kind == "CocoCaptionDataLoader":
+        from ms_clip.data.coco import read_coco_captions
+
+        return read_coco_captions(dataset_dir, stage, loader.get("year") or "2017", loader.get("annotation_file"),
+                                  loader.get("image_dir"), policy)
     if kind == "JsonCaptionDataLoader":
         return read_json_captions(dataset_dir, stage, loader.get("annotation_file"), loader.get("image_dir"), policy)
     if kind == "CsvCaptionDataLoader":
@@ -286,8 +303,18 @@ def load_caption_records(loader: Mapping[str, Any], stage: Optional[str] = None)
                             f"dataset_dir) to the .csv/.tsv/.jsonl file ('{{stage}}' is replaced by the stage)")
         return read_table_captions(path, loader.get("image_column", "image"), loader.get("caption_column", "caption"),
                                    loader.get("separator"), loader.get("image_dir"), policy)
-    raise DataError(f"unknown data_loader.type {kind!r}; expected Flickr8kDataLoader, JsonCaptionDataLoader or "
-                    f"CsvCaptionDataLoader")
+    raise DataError(f"unknown data_loader.type {kind!r}; expected one of {list(CAPTION_LOADER_TYPES)}")
+
+
+def one_record_per_caption(records: CaptionRecords) -> CaptionRecords:
+    """Each (image, caption) pair as its own record: an epoch visits every caption once, as HF's
+    contrastive-image-text example does (its COCO dataset script yields one row per caption), instead of
+    one random caption per image. For training only: retrieval needs the captions grouped per image."""
+    if getattr(records, "load_image", None) is not None:
+        raise DataError(f"{records.source}: per_caption works on image files, not on in-memory image stores")
+    paths = [path for path, caps in zip(records.image_paths, records.captions) for _ in caps]
+    captions = [[caption] for caps in records.captions for caption in caps]
+    return CaptionRecords(paths, captions, f"{records.source}, one sample per caption", list(records.missing_images))
 
 
 def flatten_captions(records: CaptionRecords) -> Sequence:

@@ -31,6 +31,7 @@ class CaptionLoaderSection(Section):
     # Flickr8kDataLoader: <dataset_dir>/Flickr8k_Dataset/Flickr8k_Dataset/*.jpg + Flickr8k_text/.
     # JsonCaptionDataLoader (ours): <dataset_dir>/{en_train,en_val}.json lists of {"image", "caption": [...]}.
     # CsvCaptionDataLoader (ours): a .csv/.tsv/.jsonl file with one image path and caption(s) per row.
+    # CocoCaptionDataLoader (ours): COCO's <dataset_dir>/annotations/captions_{train,val}2017.json + {train,val}2017/.
     # ChineseCLIPDataLoader (ours): Chinese-CLIP's <dataset_dir>/{stage}_imgs.tsv + {stage}_texts.jsonl, or
     # its LMDB folders (<dataset_dir>/lmdb/{stage}/{imgs,pairs}); see ms_clip.data.chinese_clip.
     type: str = "Flickr8kDataLoader"
@@ -52,6 +53,11 @@ class CaptionLoaderSection(Section):
     # Ours: a corrupt or missing image is skipped and counted in the log ("skip") or stops the run
     # naming the file ("fail").
     on_bad_image: str = "skip"
+    # Ours, CocoCaptionDataLoader: COCO's release year (annotations/captions_{stage}<year>.json, {stage}<year>/).
+    year: int = 2017
+    # Ours: every (image, caption) pair is a sample (an epoch sees each caption once, as HF's contrastive-image-
+    # text example on COCO); False: one sample per image with a random caption per epoch. Training only.
+    per_caption: bool = False
 
 
 @section
@@ -100,7 +106,8 @@ class RetrievalMetricSection(Section):
     recall_k: List[int] = field(default_factory=lambda: [1, 5, 10])
 
 
-CAPTION_LOADERS = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader", "ChineseCLIPDataLoader")
+CAPTION_LOADERS = ("Flickr8kDataLoader", "JsonCaptionDataLoader", "CsvCaptionDataLoader", "ChineseCLIPDataLoader",
+                   "CocoCaptionDataLoader")
 CHINESE_CLIP_STAGES = ("train", "valid", "test", "val", "dev")
 
 
@@ -139,6 +146,16 @@ class PretrainRunConfig(RunConfig):
                 _check_stage_template(f"{name}.data_loader.{key}", loader[key])
             if loader.format not in ("auto", "tsv", "lmdb"):
                 raise RunConfigError(f"{name}.data_loader.format: expected auto, tsv or lmdb, got {loader.format!r}")
+            if loader.type == "CocoCaptionDataLoader" and loader.stage not in _coco_stages():
+                hint = " (COCO's test split has no public captions)" if loader.stage == "test" else ""
+                raise RunConfigError(f"{name}.data_loader.stage: COCO's caption splits are train and val, got "
+                                     f"{loader.stage!r}{hint}")
+            if loader.type == "CocoCaptionDataLoader" and not 1000 <= loader.year <= 9999:
+                raise RunConfigError(f"{name}.data_loader.year: expected a four-digit COCO year such as 2017, got "
+                                     f"{loader.year!r}")
+            if loader.per_caption and (split == "eval" or loader.type == "ChineseCLIPDataLoader"):
+                raise RunConfigError(f"{name}.data_loader.per_caption: only for train_dataset with image-file "
+                                     f"loaders (retrieval groups the captions of each image)")
             if loader.type == "ChineseCLIPDataLoader" and loader.stage not in CHINESE_CLIP_STAGES:
                 raise RunConfigError(f"{name}.data_loader.stage: Chinese-CLIP's splits are train, valid and test, got "
                                      f"{loader.stage!r}")
@@ -153,6 +170,12 @@ class PretrainRunConfig(RunConfig):
                                "uses runner_config.batch_size, as MindFormers does", self.train_dataset.batch_size,
                                self.runner_config.batch_size)
             self.train_dataset.batch_size = self.runner_config.batch_size
+
+
+def _coco_stages() -> Tuple[str, ...]:
+    from ms_clip.data.coco import COCO_STAGES
+
+    return tuple(COCO_STAGES)
 
 
 def _check_stage_template(path: str, template: str) -> None:
