@@ -6,6 +6,7 @@ lazily so ``import ms_clip`` stays fast and never needs torch.
 from ms_clip.errors import MsClipError
 from ms_clip.models import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, ConfigError, clip_logits
 from ms_clip.models import BertConfig, ChineseCLIPConfig, ChineseCLIPModel
+from ms_clip.models import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 from ms_clip.models import BaseConfig, BaseModel, PretrainedConfig, PreTrainedModel
 # Importing the loader registers it with the models (their from_pretrained / checkpoint_name_or_path use it).
 from ms_clip.loader import create_model, from_pretrained, get_tokenizer, list_models
@@ -35,7 +36,8 @@ _LAZY = {
 
 __all__ = ["CLIPConfig", "CLIPModel", "CLIPTextConfig", "CLIPVisionConfig", "ConfigError", "MsClipError",
            "clip_logits", "create_model", "from_pretrained", "list_models", "get_tokenizer", "BertConfig",
-           "ChineseCLIPConfig", "ChineseCLIPModel", "PreTrainedModel", "BaseModel", "BaseConfig", "PretrainedConfig",
+           "ChineseCLIPConfig", "ChineseCLIPModel", "VisionTextDualEncoderConfig", "VisionTextDualEncoderModel",
+           "PreTrainedModel", "BaseModel", "BaseConfig", "PretrainedConfig",
            "AutoConfig", "AutoModel", "AutoTokenizer", "AutoProcessor", "AutoImageProcessor", "MindFormerBook",
            "MindFormerConfig", *_LAZY]
 

@@ -10,6 +10,8 @@ Accepted sources (the format is detected from the file, not trusted from the nam
 * Chinese-CLIP: ``cn_clip``'s released ``.pt`` files (``{"epoch", "step", "name", "state_dict":
   {"module.<name>": fp16 tensor}}``; ``bert.pooler.*`` is dropped as ``cn_clip`` drops it) and HF
   ``ChineseCLIPModel`` folders;
+* HF ``VisionTextDualEncoderModel`` folders (``model_type`` "vision-text-dual-encoder": a CLIP vision tower +
+  a BERT/RoBERTa text tower; transformers 4.x's ``vision_model.vision_model.*`` and 5.x's ``vision_model.*``);
 * MindSpore ``.ckpt`` files with MindFormers' names (``gamma``/``beta``/``embedding_table``/``in_proj.weight``)
   or ms_clip's own names.
 
@@ -38,9 +40,10 @@ import numpy as np
 from ms_clip.errors import MsClipError
 from ms_clip.fileio import sha256_file
 from ms_clip.models import (BertConfig, ChineseCLIPConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig,
-                             model_class_for)
+                             VisionTextDualEncoderConfig, model_class_for)
 from ms_clip.models.resnet import CLIPResNetVisionConfig
 from ms_clip.models.base import StrictConfig
+from ms_clip.models.dual_encoder import DUAL_ENCODER_CONTEXT_LENGTH
 from ms_clip.registry import load_config, save_config
 from ms_clip.safe_pickle import UnsafePickleError
 from ms_clip.torchfile import TorchFileError, read_torch_checkpoint
@@ -49,7 +52,8 @@ from ms_clip.weights import WeightsError, assign_weights, read_checkpoint, save_
 logger = logging.getLogger(__name__)
 
 __all__ = ["ConvertError", "ConvertResult", "convert_weight", "read_source", "infer_config",
-           "infer_chinese_clip_config", "config_from_open_clip", "sha256_file"]
+           "infer_chinese_clip_config", "infer_dual_encoder_config", "bert_config_from_hf", "config_from_open_clip",
+           "sha256_file", "HF_DUAL_ENCODER_TYPE"]
 
 # Entries in OpenAI's JIT archives that are not weights (build_model deletes them too).
 _OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
@@ -66,7 +70,8 @@ class SourceWeights:
 
     tensors: Dict[str, np.ndarray]
     dtypes: Dict[str, str]  # name -> source dtype ("float16", "bfloat16", ...)
-    fmt: str  # "openai-torchscript" | "state-dict" | "hf" | "mindspore" | "cn-clip" | "hf-chinese-clip"
+    # "openai-torchscript" | "state-dict" | "hf" | "mindspore" | "cn-clip" | "hf-chinese-clip" | "hf-dual-encoder"
+    fmt: str
     hf_config: Optional[Dict[str, Any]] = None
     dropped: List[str] = field(default_factory=list)
 
@@ -156,7 +161,7 @@ def _hf_folder_files(path: str) -> Tuple[str, str]:
     weights = [os.path.join(path, f) for f in _HF_WEIGHT_FILES if os.path.isfile(os.path.join(path, f))]
     if not os.path.isfile(config_path) or not weights:
         raise ConvertError(f"{path}: a directory source must be a Hugging Face CLIPModel or ChineseCLIPModel folder "
-                           f"with config.json "
+                           f"(or VisionTextDualEncoderModel) with config.json "
                            f"and one of {list(_HF_WEIGHT_FILES)}; found {sorted(os.listdir(path))}")
     return config_path, weights[0]
 
@@ -187,7 +192,10 @@ def read_source(path: str) -> SourceWeights:
     else:
         raise ConvertError(f"{path}: unknown source format; expected an OpenAI/open_clip/Chinese-CLIP .pt/.pth/.bin, "
                            f"a .safetensors file, a MindSpore .ckpt or a Hugging Face CLIPModel/ChineseCLIPModel folder")
-    if fmt in ("state-dict", "hf") and any(k.startswith(_HF_BERT_PREFIX) for k in tensors):
+    if (fmt == "hf" and (hf_config or {}).get("model_type") == HF_DUAL_ENCODER_TYPE) or (
+            fmt == "state-dict" and any(k.startswith(_HF_DUAL_VISION_PREFIX) for k in tensors)):
+        fmt = "hf-dual-encoder"  # HF VisionTextDualEncoderModel (a bare state dict needs its config.json later)
+    elif fmt in ("state-dict", "hf") and any(k.startswith(_HF_BERT_PREFIX) for k in tensors):
         fmt = "hf-chinese-clip"  # an HF ChineseCLIPModel (folder or bare state dict): a BERT text_model
     elif fmt == "state-dict" and any(k.startswith(("text_model.", "vision_model.")) for k in tensors):
         fmt = "hf"  # an HF state dict saved as a bare file; shapes still give the architecture
@@ -307,9 +315,55 @@ def _from_hf_chinese_clip(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str]
     return out, out_dtypes, dropped + vision_dropped
 
 
+# HF VisionTextDualEncoderModel. Its text_model.* keys are HF BertModel/RobertaModel names, which are ours as
+# they are (models/bert.py); the vision tower is HF's CLIPVisionModel: `vision_model.*` in transformers 5,
+# `vision_model.vision_model.*` (the CLIPVisionModel wrapper's own prefix) in 4.x; the projections and
+# logit_scale are HF CLIP's (_HF_RENAMES).
+HF_DUAL_ENCODER_TYPE = "vision-text-dual-encoder"
+_HF_DUAL_VISION_PREFIX = "vision_model.vision_model."
+_HF_DUAL_TEXT_KEY = re.compile(
+    r"^text_model\.(embeddings\.(word|position|token_type)_embeddings\.weight"
+    r"|embeddings\.LayerNorm\.(weight|bias)"
+    r"|encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|attention\.output\.LayerNorm"
+    r"|intermediate\.dense|output\.dense|output\.LayerNorm)\.(weight|bias)"
+    r"|pooler\.dense\.(weight|bias))$")
+# Index buffers that some HF versions save (transformers 4.x RoBERTa/BERT position_ids, token_type_ids).
+_HF_DUAL_DROPPED = re.compile(r"^text_model\.embeddings\.(position_ids|token_type_ids)$|^vision_model\.(vision_model\.)?"
+                              r"embeddings\.position_ids$")
+
+
+def _from_hf_dual_encoder(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str], path: str):
+    """HF VisionTextDualEncoderModel -> ours: text_model.* unchanged, the vision side as HF CLIP's (strict)."""
+    out, out_dtypes, dropped, rest, rest_dtypes, unknown = {}, {}, [], {}, {}, []
+    for name, arr in tensors.items():
+        if _HF_DUAL_DROPPED.match(name):
+            dropped.append(name)
+        elif name.startswith("text_model."):
+            if not _HF_DUAL_TEXT_KEY.match(name):
+                unknown.append(name)
+            else:
+                out[name], out_dtypes[name] = arr, dtypes[name]
+        else:
+            key = "vision_model." + name[len(_HF_DUAL_VISION_PREFIX):] if name.startswith(_HF_DUAL_VISION_PREFIX) \
+                else name
+            if _rename(key, _HF_RENAMES) is None:  # vision_model.*, the two projections, logit_scale
+                unknown.append(name)
+            else:
+                rest[key], rest_dtypes[key] = arr, dtypes[name]
+    if unknown:
+        raise ConvertError(f"{path}: {len(unknown)} keys are not part of an HF VisionTextDualEncoderModel (CLIP vision "
+                           f"tower + BERT/RoBERTa text tower): {sorted(unknown)[:10]}")
+    vision, vision_dtypes, vision_dropped = _from_hf(rest, rest_dtypes, path)
+    out.update(vision)
+    out_dtypes.update(vision_dtypes)
+    return out, out_dtypes, dropped + vision_dropped
+
+
 def _to_openai_names(tensors, dtypes, fmt: str, hf_config, path: str) -> SourceWeights:
     dropped: List[str] = []
-    if fmt == "hf":
+    if fmt == "hf-dual-encoder":
+        tensors, dtypes, dropped = _from_hf_dual_encoder(tensors, dtypes, path)
+    elif fmt == "hf":
         tensors, dtypes, dropped = _from_hf(tensors, dtypes, path)
     elif fmt == "hf-chinese-clip":
         tensors, dtypes, dropped = _from_hf_chinese_clip(tensors, dtypes, path)
@@ -415,6 +469,8 @@ def infer_config(source: SourceWeights, path: str = "source") -> StrictConfig:
     text tower (``bert.*``) is Chinese-CLIP (``infer_chinese_clip_config``).
     """
     t = source.tensors
+    if source.fmt == "hf-dual-encoder" or "text_model.embeddings.word_embeddings.weight" in t:
+        return infer_dual_encoder_config(source, path)
     if "bert.embeddings.word_embeddings.weight" in t:
         return infer_chinese_clip_config(source, path)
     hf = source.hf_config or {}
@@ -522,6 +578,84 @@ def infer_chinese_clip_config(source: SourceWeights, path: str = "source") -> Ch
     if "logit_scale_init_value" in hf:
         kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
     return ChineseCLIPConfig(vision_config=vision, text_config=text, projection_dim=proj.shape[1], **kwargs)
+
+
+# HF text towers a dual encoder takes (their modeling code is BertModel's; RoBERTa numbers positions from the pad
+# id and has one token type), and the config.json sizes that must agree with the tensors.
+HF_TEXT_TOWER_TYPES = ("bert", "roberta")
+_HF_BERT_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
+                  "type_vocab_size")
+
+
+def _require_text(tensors: Mapping[str, np.ndarray], name: str, path: str) -> np.ndarray:
+    if name not in tensors:
+        raise ConvertError(f"{path}: not a BERT/RoBERTa text tower: missing '{name}'")
+    return tensors[name]
+
+
+def bert_config_from_hf(hf_text: Mapping[str, Any], tensors: Mapping[str, np.ndarray], prefix: str,
+                        path: str) -> BertConfig:
+    """Our BertConfig (with the pooler) for an HF BERT/RoBERTa ``config.json`` dict and its tensors (keys under
+    ``prefix``, e.g. ``text_model.``). Sizes come from the shapes and must agree with config.json; heads,
+    activation, eps, pad id and dropouts from config.json; ``model_type`` roberta -> padding-based position ids."""
+    kind = hf_text.get("model_type")
+    if kind not in HF_TEXT_TOWER_TYPES:
+        raise ConvertError(f"{path}: text model_type {kind!r} is not supported; expected one of "
+                           f"{list(HF_TEXT_TOWER_TYPES)} (BERT / RoBERTa)")
+    if hf_text.get("position_embedding_type", "absolute") != "absolute":
+        raise ConvertError(f"{path}: text config position_embedding_type={hf_text['position_embedding_type']!r}; "
+                           f"only 'absolute' position embeddings are supported")
+    if hf_text.get("is_decoder") or hf_text.get("add_cross_attention"):
+        raise ConvertError(f"{path}: the text config is a decoder (is_decoder / add_cross_attention); a dual "
+                           f"encoder's text tower is a bidirectional encoder")
+    vocab, width = _require_text(tensors, prefix + "embeddings.word_embeddings.weight", path).shape
+    inferred = {
+        "vocab_size": vocab, "hidden_size": width,
+        "num_hidden_layers": _num_layers(tensors, prefix + "encoder.layer.", path),
+        "intermediate_size": _require_text(tensors, prefix + "encoder.layer.0.intermediate.dense.weight",
+                                           path).shape[0],
+        "max_position_embeddings": _require_text(tensors, prefix + "embeddings.position_embeddings.weight",
+                                                 path).shape[0],
+        "type_vocab_size": _require_text(tensors, prefix + "embeddings.token_type_embeddings.weight", path).shape[0],
+    }
+    for key in _HF_BERT_SIZES:
+        if key in hf_text and hf_text[key] != inferred[key]:
+            raise ConvertError(f"{path}: config.json text {key}={hf_text[key]} but the weights have {inferred[key]}")
+    kwargs = {k: hf_text[k] for k in _HF_BERT_FIELDS if hf_text.get(k) is not None}
+    kwargs.setdefault("num_attention_heads", max(width // 64, 1))
+    return BertConfig(**inferred, position_ids_from_padding=kind == "roberta", add_pooling_layer=True, **kwargs)
+
+
+def infer_dual_encoder_config(source: SourceWeights, path: str = "source") -> VisionTextDualEncoderConfig:
+    """A VisionTextDualEncoderConfig from an HF folder's config.json (tower types, heads, activations, eps, pad id)
+    and the tensor shapes (sizes). The context length is the example's 128, capped by the text tower's positions."""
+    t, hf = source.tensors, source.hf_config
+    if not hf:
+        raise ConvertError(f"{path}: an HF VisionTextDualEncoderModel state dict needs its folder's config.json (the "
+                           f"text tower's model_type and head counts are not in the tensors); convert the folder")
+    hf_text, hf_vision = hf.get("text_config") or {}, hf.get("vision_config") or {}
+    if hf_vision.get("model_type") == "clip":  # a whole CLIPConfig given as the vision config
+        hf_vision = hf_vision.get("vision_config") or {}
+    elif hf_vision.get("model_type") != "clip_vision_model":
+        raise ConvertError(f"{path}: config.json vision_config.model_type is {hf_vision.get('model_type')!r}; "
+                           f"ms_clip's dual encoder takes CLIP vision towers ('clip_vision_model')")
+    for name in ("visual.proj", "text_projection", "logit_scale", "text_model.pooler.dense.weight"):
+        if name not in t:
+            hf_name = {"visual.proj": "visual_projection.weight", "text_projection": "text_projection.weight"}.get(
+                name, name)
+            raise ConvertError(f"{path}: not an HF VisionTextDualEncoderModel: missing '{hf_name}'")
+    vision = _infer_vision(t, hf_vision, path)
+    text = bert_config_from_hf(hf_text, t, "text_model.", path)
+    proj_dim = t["visual.proj"].shape[1]
+    if t["text_projection"].shape != (text.hidden_size, proj_dim):
+        raise ConvertError(f"{path}: text_projection.weight has shape {tuple(t['text_projection'].T.shape)}, expected "
+                           f"[{proj_dim}, {text.hidden_size}] (projection_dim x text hidden size)")
+    kwargs = {}
+    if "logit_scale_init_value" in hf:
+        kwargs["logit_scale_init_value"] = float(hf["logit_scale_init_value"])
+    return VisionTextDualEncoderConfig(vision_config=vision, text_config=text, projection_dim=proj_dim,
+                                       context_length=min(DUAL_ENCODER_CONTEXT_LENGTH, text.max_text_length),
+                                       **kwargs)
 
 
 # ----------------------------------------------------------------------------- conversion

@@ -57,7 +57,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Resolved", "resolve", "load_config", "save_config", "create_model", "from_pretrained", "save_pretrained",
            "load_named_weights", "model_for_run", "describe_architecture", "list_models", "show_support_list",
-           "WEIGHT_SUFFIXES", "get_tokenizer"]
+           "WEIGHT_SUFFIXES", "get_tokenizer", "from_vision_text_pretrained", "TOKENIZER_FILES", "tokenizer_dir_of",
+           "copy_tokenizer_files"]
 
 WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors")
 
@@ -308,6 +309,8 @@ def create_model(name_or_config: Union[str, StrictConfig], **overrides: Any):
 def _load(model, resolved: Resolved) -> None:
     assign_weights(model, resolved.tensors(), source=f"weights {resolved.source}")
     logger.info("loaded weights from %s", resolved.source)
+    if hasattr(model, "tokenizer_dir"):  # a dual encoder: its text tokenizer's files travel beside its weights
+        model.tokenizer_dir = tokenizer_dir_of(resolved.source) or model.tokenizer_dir
 
 
 def from_pretrained(name_or_path: Union[str, os.PathLike], model_class: Optional[type] = None, **overrides: Any):
@@ -334,9 +337,153 @@ def from_pretrained(name_or_path: Union[str, os.PathLike], model_class: Optional
 
 
 def save_pretrained(model, directory: str, save_name: str = "model") -> str:
-    """``config.yaml`` + ``<save_name>.ckpt`` (both atomic); returns the checkpoint path."""
+    """``config.yaml`` + ``<save_name>.ckpt`` (both atomic); returns the checkpoint path.
+
+    A model with a text tokenizer folder (``model.tokenizer_dir``: the dual encoder) also gets that tokenizer's
+    files (``TOKENIZER_FILES``) copied beside them, so the directory is complete for ``get_tokenizer``.
+    """
     registry.save_config(model.config, directory)
-    return save_weights(model, os.path.join(directory, save_name + ".ckpt"))
+    path = save_weights(model, os.path.join(directory, save_name + ".ckpt"))
+    copy_tokenizer_files(getattr(model, "tokenizer_dir", None), directory)
+    return path
+
+
+# ----------------------------------------------------------------------------- dual encoder
+
+# The files of an HF text tokenizer folder (fast tokenizer.json; RoBERTa's byte-level BPE vocab.json + merges.txt;
+# BERT's WordPiece vocab.txt; settings and special tokens); whichever exist travel with a dual encoder.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "vocab.txt")
+# What HF's AutoModel drops when it loads a BERT/RoBERTa base model from a *ForMaskedLM / *ForPreTraining folder.
+_TEXT_HEADS = ("lm_head.", "cls.")
+_TEXT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+def tokenizer_dir_of(spec: Union[str, os.PathLike, None]) -> Optional[str]:
+    """The folder of ``spec`` (a directory, or a file's directory) if it holds tokenizer files, else None."""
+    if not spec:
+        return None
+    path = os.fspath(spec)
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else ""
+    if folder and any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES):
+        return os.path.abspath(folder)
+    return None
+
+
+def copy_tokenizer_files(source_dir: Optional[str], directory: str) -> List[str]:
+    """Copy the tokenizer files of ``source_dir`` into ``directory`` (atomically each); returns the copied paths."""
+    import shutil
+
+    from ms_clip.fileio import atomic_path
+
+    if not source_dir or os.path.abspath(source_dir) == os.path.abspath(directory):
+        return []
+    copied = []
+    for name in TOKENIZER_FILES:
+        src = os.path.join(source_dir, name)
+        if os.path.isfile(src):
+            with atomic_path(os.path.join(directory, name)) as tmp:
+                shutil.copyfile(src, tmp)
+            copied.append(os.path.join(directory, name))
+    if not copied:
+        logger.warning("tokenizer folder %s holds none of %s; nothing copied", source_dir, list(TOKENIZER_FILES))
+    return copied
+
+
+def _read_hf_text_tower(folder: str):
+    """(BertConfig, tensors under ``text_model.*``, names HF would initialise) of an HF BERT/RoBERTa folder.
+
+    Accepts what ``AutoModel.from_pretrained`` accepts for these towers: a base-model folder (``embeddings.*``) or a
+    task-model folder (``roberta.*`` / ``bert.*`` + a ``lm_head.*`` / ``cls.*`` head, which is dropped). Any other
+    key is an error naming it. A folder without the pooler (e.g. one saved from *ForMaskedLM) gets a new one, as
+    HF does; the returned list names it (a warning is logged).
+    """
+    import json
+
+    from ms_clip.convert import _HF_DUAL_TEXT_KEY, _read_safetensors, _read_torch_file, bert_config_from_hf
+
+    config_path = os.path.join(folder, "config.json")
+    weights = [os.path.join(folder, f) for f in ("model.safetensors", "pytorch_model.bin")
+               if os.path.isfile(os.path.join(folder, f))]
+    if not os.path.isdir(folder) or not os.path.isfile(config_path) or not weights:
+        found = sorted(os.listdir(folder)) if os.path.isdir(folder) else "no such directory"
+        raise ConvertError(f"{folder}: the text tower must be a Hugging Face BERT/RoBERTa folder with config.json and "
+                           f"model.safetensors or pytorch_model.bin; found {found}")
+    try:
+        with open(config_path, "r", encoding="utf-8") as f:
+            hf_text = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConvertError(f"{config_path}: not a readable JSON config ({err})") from None
+    if weights[0].endswith(".safetensors"):
+        raw, _ = _read_safetensors(weights[0])
+    else:
+        raw, _, _ = _read_torch_file(weights[0])
+    base = f"{hf_text.get('model_type')}."  # base_model_prefix of BertFor* / RobertaFor* checkpoints
+    has_base = any(k.startswith(base) for k in raw)
+    tensors, unknown, dropped = {}, [], []
+    for name, arr in raw.items():
+        key = name[len(base):] if has_base and name.startswith(base) else name
+        if (has_base and key == name and name.startswith(_TEXT_HEADS)) or key in _TEXT_BUFFERS:
+            dropped.append(name)
+        elif _HF_DUAL_TEXT_KEY.match("text_model." + key):
+            tensors["text_model." + key] = arr
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ConvertError(f"{weights[0]}: {len(unknown)} keys are not part of a BERT/RoBERTa model: "
+                           f"{sorted(unknown)[:10]}")
+    if dropped:
+        logger.info("%s: not used by the text tower (task head / index buffers): %s", weights[0], sorted(dropped))
+    pooler = ["text_model.pooler.dense.weight", "text_model.pooler.dense.bias"]
+    new = [k for k in pooler if k not in tensors]
+    if len(new) == 1:
+        raise ConvertError(f"{weights[0]}: has {sorted(set(pooler) - set(new))[0][len('text_model.'):]} but not "
+                           f"{new[0][len('text_model.'):]}")
+    if new:
+        logger.warning("%s has no pooler (text_model.pooler.dense.*): it is initialised as HF does "
+                       "(N(0, initializer_range), zero bias) and must be trained", folder)
+    return bert_config_from_hf(hf_text, tensors, "text_model.", folder), tensors, new
+
+
+def from_vision_text_pretrained(vision: Union[str, os.PathLike], text: Union[str, os.PathLike],
+                                projection_dim: int = 512, **overrides: Any):
+    """HF ``VisionTextDualEncoderModel.from_vision_text_pretrained`` for ms_clip.
+
+    ``vision``: any spec ``resolve`` takes that has a ViT vision tower and weights (a registered CLIP name, an
+    ms_clip checkpoint or save_pretrained folder, an HF CLIPModel folder); its ``visual.*`` weights are used and
+    its projection dropped. ``text``: an HF BERT/RoBERTa folder. ``visual_projection`` / ``text_projection`` are
+    new, ``N(0, text initializer_range)`` (HF's _init_weights), ``logit_scale`` = ``logit_scale_init_value``.
+    ``overrides``: other config fields (``context_length``, ``logit_scale_init_value``, ``compute_dtype``).
+    """
+    from ms_clip.models import VisionTextDualEncoderConfig
+    from ms_clip.models.dual_encoder import DUAL_ENCODER_CONTEXT_LENGTH
+    from ms_clip.models.vit import CLIPVisionConfig
+
+    text = os.fspath(text)
+    resolved = resolve(vision)
+    if resolved.weights is None:
+        raise ConfigError(f"vision tower {os.fspath(vision)!r} names a config without weights; give a model with "
+                          f"weights (a registered name with pretrained weights, a checkpoint or a folder)")
+    vision_config = getattr(resolved.config, "vision_config", None)
+    if not isinstance(vision_config, CLIPVisionConfig):
+        raise ConfigError(f"vision tower {os.fspath(vision)!r}: a dual encoder takes a CLIP ViT vision tower, this is "
+                          f"{type(vision_config).__name__} (HF's dual encoder projects the ViT's pooled CLS token)")
+    text_config, text_tensors, new_text = _read_hf_text_tower(text)
+    fields = {"vision_config": vision_config, "text_config": text_config, "projection_dim": projection_dim,
+              "context_length": min(DUAL_ENCODER_CONTEXT_LENGTH, text_config.max_text_length), **overrides}
+    config = VisionTextDualEncoderConfig.from_dict(fields, "from_vision_text_pretrained")
+    model = _build(config)
+    own = {p.name: p for p in model.get_parameters()}
+    tensors = {k: v for k, v in resolved.tensors().items() if k.startswith("visual.") and k != "visual.proj"}
+    tensors.update(text_tensors)
+    # New parameters keep the values the model was just initialised with (HF's distributions, see the model).
+    fresh = ["visual.proj", "text_projection", "logit_scale"] + new_text
+    tensors.update({name: own[name].asnumpy() for name in fresh})
+    assign_weights(model, tensors, source=f"vision tower {os.fspath(vision)} + text tower {text}")
+    model.tokenizer_dir = tokenizer_dir_of(text)
+    logger.warning("%s are newly initialised: train the model before using its features",
+                   ", ".join(fresh))
+    return model
 
 
 def load_named_weights(model, spec: str) -> None:
