@@ -393,6 +393,12 @@ def _loss_scaler(config: Dict[str, Any], model):
                       int(scale_sense.get("scale_window", 1000)))
 
 
+def _is_dual_encoder(model) -> bool:
+    from ms_clip.models.dual_encoder import VisionTextDualEncoderConfig
+
+    return isinstance(getattr(model, "config", None), VisionTextDualEncoderConfig)
+
+
 def _check_precision(config: Dict[str, Any], model) -> None:
     import mindspore as ms
 
@@ -458,8 +464,9 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
         records = _records(section, train_records, "train_dataset")
         transform = _image_transform(section, model, "train_dataset")
         pipeline = dataset_options(section)
-        if is_chinese_clip(model) and pipeline["tokenizer"] is None:
-            # The model's WordPiece tokenizer and Chinese-CLIP's text normalisation, not CLIP's BPE.
+        if (is_chinese_clip(model) or _is_dual_encoder(model)) and pipeline["tokenizer"] is None:
+            # The model's own tokenizer, not CLIP's BPE: Chinese-CLIP's WordPiece and text normalisation, or
+            # the dual encoder's text-tower tokenizer (RoBERTa BPE / BERT WordPiece from its folder).
             pipeline["tokenizer"] = caption_tokenizer_for_model(model, pipeline["context_length"])
         pipeline["num_parallel_workers"] = min(pipeline["num_parallel_workers"], os.cpu_count() or 1)
         shuffle = section["data_loader"]["shuffle"]

@@ -20,7 +20,11 @@ __all__ = ["AdamW", "no_weight_decay", "tower_of", "trainable_parameters", "glob
 
 # Names of parameters that are embeddings (open_clip's no_weight_decay() set plus the token table).
 _EMBEDDING_WORDS = ("embedding", "logit_scale")
-_TEXT_TOWER = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+_TEXT_TOWER = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection",
+               "bert.", "text_model.")  # Chinese-CLIP's and the dual encoder's BERT/RoBERTa towers
+# A dual encoder freezes its towers as HF's run_clip.py does (--freeze_vision_model / --freeze_text_model freeze
+# vision_model / text_model): the projections on top of them keep training.
+_DUAL_ENCODER_PROJECTIONS = ("visual.proj", "text_projection")
 
 
 def no_weight_decay(name: str, ndim: int) -> bool:
@@ -42,9 +46,12 @@ def trainable_parameters(model: nn.Cell, lock_image: bool = False, lock_text: bo
     locked = {"image"} if lock_image else set()
     if lock_text:
         locked.add("text")
+    from ms_clip.models.dual_encoder import VisionTextDualEncoderModel
+
+    keep = _DUAL_ENCODER_PROJECTIONS if isinstance(model, VisionTextDualEncoderModel) else ()
     out = []
     for param in model.get_parameters():
-        if tower_of(param.name) in locked:
+        if tower_of(param.name) in locked and param.name not in keep:
             param.requires_grad = False
         else:
             out.append(param)
