@@ -40,7 +40,8 @@ Spec = Union[str, os.PathLike]
 # Model config class name -> its tokenizer class (the model class comes from ms_clip.models.FAMILIES).
 TOKENIZERS: Dict[str, type] = {"CLIPConfig": CLIPTokenizer, "ChineseCLIPConfig": BertTokenizer}
 # Model config class name -> MindFormerBook's family key (MindFormers grouped its support lists by model family).
-_FAMILY_KEYS: Dict[str, str] = {"CLIPConfig": "clip", "ChineseCLIPConfig": "chinese_clip"}
+_FAMILY_KEYS: Dict[str, str] = {"CLIPConfig": "clip", "ChineseCLIPConfig": "chinese_clip",
+                                "VisionTextDualEncoderConfig": "vision_text_dual_encoder"}
 
 
 class AutoError(MsClipError, ValueError):

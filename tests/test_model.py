@@ -11,7 +11,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from ms_clip.models import ChineseCLIPConfig, CLIPConfig, CLIPModel, ConfigError, clip_logits
+from ms_clip.models import (ChineseCLIPConfig, CLIPConfig, CLIPModel, ConfigError, VisionTextDualEncoderConfig,
+                            clip_logits)
 from ms_clip.registry import list_models, load_config
 
 # Parameter counts of OpenAI's models, as open_clip's docs/model_profile.csv lists them (151.28 / 149.62 / 427.62 /
@@ -111,8 +112,10 @@ def test_every_registry_name_builds_its_config():
     assert {"clip_tiny", "clip_vit_b_32", "clip_vit_b_16", "clip_vit_l_14", "clip_vit_l_14_336",
             "clip_vit_l_14@336"} <= set(names)
     for name in names:
-        # Each family's config class reads its own names (chinese_clip_* are ChineseCLIPConfigs).
-        family = ChineseCLIPConfig if name.startswith("chinese_clip") else CLIPConfig
+        # Each family's config class reads its own names (chinese_clip_* are ChineseCLIPConfigs, dual_encoder_*
+        # VisionTextDualEncoderConfigs).
+        family = ChineseCLIPConfig if name.startswith("chinese_clip") else \
+            VisionTextDualEncoderConfig if name.startswith("dual_encoder") else CLIPConfig
         cfg = family.from_pretrained(name)
         assert isinstance(cfg, family), name
     assert CLIPConfig.from_pretrained("clip_vit_l_14@336") == CLIPConfig.from_pretrained("clip_vit_l_14_336")
