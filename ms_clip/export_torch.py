@@ -15,7 +15,8 @@ Targets (``fmt``):
 * ``"state_dict"``: the tensors under our names in any family (for Chinese-CLIP these are
   ``cn_clip``'s names; a ``.pt`` is wrapped as ``{"state_dict": ...}`` as ``cn_clip`` saves them).
 * ``"hf"``: a Hugging Face folder (``config.json`` + ``model.safetensors``) of the family's HF class:
-  ``CLIPModel`` for CLIP, ``ChineseCLIPModel`` for Chinese-CLIP; ``transformers.AutoModel.from_pretrained``.
+  ``CLIPModel`` for CLIP, ``ChineseCLIPModel`` for Chinese-CLIP, ``VisionTextDualEncoderModel`` for the dual
+  encoder (with its text tokenizer's files when the model has them); ``transformers.AutoModel.from_pretrained``.
 
 Renaming is not written twice: the HF names come from *inverting* the import tables of
 ``ms_clip.convert`` (``_HF_RENAMES``, ``_HF_BLOCK_RENAMES``, ``_HF_CHINESE_TEXT_RENAMES``) with
@@ -45,8 +46,8 @@ from ms_clip import convert
 from ms_clip.constants import CLIP_MEAN, CLIP_STD
 from ms_clip.convert import ConvertError
 from ms_clip.fileio import atomic_path, write_json
-from ms_clip.loader import describe_architecture, resolve
-from ms_clip.models import ChineseCLIPConfig, CLIPConfig
+from ms_clip.loader import copy_tokenizer_files, describe_architecture, resolve, tokenizer_dir_of
+from ms_clip.models import ChineseCLIPConfig, CLIPConfig, VisionTextDualEncoderConfig
 from ms_clip.models.base import StrictConfig
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,39 @@ def _chinese_clip_config_json(config: ChineseCLIPConfig) -> Dict[str, Any]:
     }
 
 
+def _dual_encoder_to_hf(tensors: Mapping[str, np.ndarray]) -> Tuple[Tensors, List[str]]:
+    # text_model.* are HF's BERT/RoBERTa names already; the vision side, projections and logit_scale are HF CLIP's.
+    text = {k: v for k, v in tensors.items() if k.startswith("text_model.")}
+    out, unknown = _clip_like_to_hf({k: v for k, v in tensors.items() if k not in text})
+    for name, arr in text.items():
+        if convert._HF_DUAL_TEXT_KEY.match(name):
+            out[name] = arr
+        else:
+            unknown.append(name)
+    if unknown:
+        raise TorchExportError(f"{len(unknown)} tensors have no HF VisionTextDualEncoderModel name: "
+                               f"{sorted(unknown)[:10]}")
+    return out, []
+
+
+def _dual_encoder_config_json(config: VisionTextDualEncoderConfig) -> Dict[str, Any]:
+    tc = config.text_config
+    # RoBERTa's modeling code is what numbers positions from the pad id; BERT's counts from 0.
+    kind = "roberta" if tc.position_ids_from_padding else "bert"
+    text = {"model_type": kind, "architectures": ["RobertaModel" if kind == "roberta" else "BertModel"],
+            "vocab_size": tc.vocab_size, "hidden_size": tc.hidden_size, "num_hidden_layers": tc.num_hidden_layers,
+            "num_attention_heads": tc.num_attention_heads, "intermediate_size": tc.intermediate_size,
+            "hidden_act": tc.hidden_act, "hidden_dropout_prob": tc.hidden_dropout_prob,
+            "attention_probs_dropout_prob": tc.attention_probs_dropout_prob,
+            "max_position_embeddings": tc.max_position_embeddings, "type_vocab_size": tc.type_vocab_size,
+            "initializer_range": tc.initializer_range, "layer_norm_eps": tc.layer_norm_eps,
+            "pad_token_id": tc.pad_token_id, "position_embedding_type": "absolute"}
+    return {"architectures": ["VisionTextDualEncoderModel"], "model_type": convert.HF_DUAL_ENCODER_TYPE,
+            "dtype": "float32", "projection_dim": config.projection_dim,
+            "logit_scale_init_value": config.logit_scale_init_value, "text_config": text,
+            "vision_config": _vision_json(config.vision_config, config.projection_dim, "clip_vision_model")}
+
+
 @dataclass(frozen=True)
 class HFFamily:
     """How one model family becomes an HF folder, and how the importer reads it back (for the self-check)."""
@@ -285,6 +319,8 @@ HF_FAMILIES: Dict[str, HFFamily] = {
     "CLIPConfig": HFFamily("CLIPModel", _clip_config_json, _clip_to_hf, convert._from_hf),
     "ChineseCLIPConfig": HFFamily("ChineseCLIPModel", _chinese_clip_config_json, _chinese_clip_to_hf,
                                   convert._from_hf_chinese_clip),
+    "VisionTextDualEncoderConfig": HFFamily("VisionTextDualEncoderModel", _dual_encoder_config_json,
+                                            _dual_encoder_to_hf, convert._from_hf_dual_encoder),
 }
 
 
@@ -463,6 +499,11 @@ def export_torch(model: Any, output_path: Union[str, os.PathLike], fmt: Optional
         os.makedirs(output_path, exist_ok=True)
         files = [_write_json(config_json, os.path.join(output_path, "config.json")),
                  _write_safetensors(hf_tensors, os.path.join(output_path, "model.safetensors"), {"format": "pt"})]
+        # A dual encoder's text tokenizer travels with it (HF's example saves the processor into the same folder).
+        tokenizer_dir = getattr(model, "tokenizer_dir", None) if hasattr(model, "config") else \
+            tokenizer_dir_of(os.fspath(model))
+        files += copy_tokenizer_files(tokenizer_dir, output_path) if isinstance(config, VisionTextDualEncoderConfig) \
+            else []
         hint = f"transformers.{family.hf_class}.from_pretrained({output_path!r})"
         result = TorchExportResult(output_path, fmt, files, len(hf_tensors), family.hf_class, hint, dropped)
     elif fmt == "open_clip":

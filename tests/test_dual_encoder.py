@@ -430,3 +430,34 @@ def test_tiny_registered_config_and_validation():
         VisionTextDualEncoderConfig(text_config={"add_pooling_layer": False})
     with pytest.raises(ConfigError, match="unknown key 'projection_dims'"):
         VisionTextDualEncoderConfig.from_dict({"projection_dims": 3})
+
+
+# ----------------------------------------------------------------------------- the way back to PyTorch
+
+
+@pytest.mark.parametrize("kind", ["roberta", "bert"])
+def test_export_hf_round_trip(refs, tmp_path, kind):
+    """ms_clip -> HF VisionTextDualEncoderModel folder (with the tokenizer files) -> transformers loads it and
+    computes HF's features; -> ms_clip again gives the same tensors bit for bit."""
+    from ms_clip.export_torch import export_torch
+
+    directory, hf_model, tok = refs.get(kind)
+    model = ms_clip.from_pretrained(directory)
+    out = str(tmp_path / "exported")
+    result = export_torch(model, out, fmt="hf")
+    assert result.hf_class == "VisionTextDualEncoderModel"
+    vocab = ["vocab.json", "merges.txt"] if kind == "roberta" else ["vocab.txt"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", *vocab} <= set(os.listdir(out))
+    exported = transformers.VisionTextDualEncoderModel.from_pretrained(out).eval()
+    assert type(exported.text_model).__name__ == ("RobertaModel" if kind == "roberta" else "BertModel")
+    images = _images(2, seed=5)
+    enc = transformers.AutoTokenizer.from_pretrained(out)(TEXTS, padding="max_length", truncation=True,
+                                                          max_length=MAX_LENGTH, return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)
+    a, b = _hf_features(exported, images, ids, mask), _hf_features(hf_model, images, ids, mask)
+    assert max(_max_err(a[k], b[k]) for k in ("image", "text")) <= 1e-6
+    back = ms_clip.from_pretrained(out)
+    before = {p.name: p.asnumpy() for p in model.get_parameters()}
+    after = {p.name: p.asnumpy() for p in back.get_parameters()}
+    assert sorted(before) == sorted(after) and all(before[k].tobytes() == after[k].tobytes() for k in before)
+    assert back.config.architecture() == model.config.architecture()
