@@ -19,8 +19,8 @@ REPO = os.path.dirname(PACKAGE_DIR)
 # Models are leaves: ms_clip.models.* may import nothing of ms_clip but ms_clip.models.* and ms_clip.errors.
 LAYERS = [
     # processor sits with the tokenizer: models/__init__ re-exports both (MindFormers' mindformers.models names).
-    ("errors", "constants", "fileio", "net", "safe_pickle", "tokenizer", "bert_tokenizer", "processor", "loss",
-     "data.timing", "models"),
+    ("errors", "constants", "fileio", "net", "safe_pickle", "tokenizer", "bert_tokenizer", "hf_tokenizer", "processor",
+     "loss", "data.timing", "models"),
     ("weights", "torchfile", "registry", "pretrained_table", "tools"),
     ("convert",),
     ("hub",),
