@@ -4,7 +4,7 @@
 
 The way back (--reverse): an ms_clip model (a .ckpt with its YAML, a save_pretrained folder or a name)
 to PyTorch: an open_clip state dict (.safetensors/.pt, with an open_clip model config .json beside it),
-an open_clip local-dir folder, or a Hugging Face CLIPModel / ChineseCLIPModel folder:
+an open_clip local-dir folder, or a Hugging Face CLIPModel / ChineseCLIPModel / VisionTextDualEncoderModel folder:
 
     python convert/convert_weight.py --reverse --mindspore_path finetuned.ckpt --torch_path finetuned.safetensors
     python convert/convert_weight.py --reverse --mindspore_path finetuned.ckpt --torch_path finetuned_hf --format hf
@@ -30,8 +30,8 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch_path", required=True,
-                        help="source: OpenAI .pt, open_clip .pt/.bin/.safetensors, Chinese-CLIP .pt, HF CLIPModel or "
-                             "ChineseCLIPModel folder, or .ckpt "
+                        help="source: OpenAI .pt, open_clip .pt/.bin/.safetensors, Chinese-CLIP .pt, HF CLIPModel, "
+                             "ChineseCLIPModel or VisionTextDualEncoderModel folder, or .ckpt "
                              "(with --reverse: the output file or folder)")
     parser.add_argument("--mindspore_path", required=True,
                         help="output .ckpt; <stem>.yaml is written beside it (with --reverse: the ms_clip model to "
