@@ -328,8 +328,8 @@ _HF_DUAL_TEXT_KEY = re.compile(
     r"|intermediate\.dense|output\.dense|output\.LayerNorm)\.(weight|bias)"
     r"|pooler\.dense\.(weight|bias))$")
 # Index buffers that some HF versions save (transformers 4.x RoBERTa/BERT position_ids, token_type_ids).
-_HF_DUAL_DROPPED = re.compile(r"^text_model\.embeddings\.(position_ids|token_type_ids)$|^vision_model\.(vision_model\.)?"
-                              r"embeddings\.position_ids$")
+_HF_DUAL_DROPPED = re.compile(r"^text_model\.embeddings\.(position_ids|token_type_ids)$"
+                              r"|^vision_model\.(vision_model\.)?embeddings\.position_ids$")
 
 
 def _from_hf_dual_encoder(tensors: Dict[str, np.ndarray], dtypes: Dict[str, str], path: str):
