@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Tokenizer", "ImageEncoder", "TextEncoder", "image_encoder", "text_encoder", "clip_tokenizer",
            "as_tokenizer", "encode_images", "encode_token_ids", "encode_texts", "l2_normalize", "is_chinese_clip",
-           "model_context_length", "tokenizer_for_model", "caption_tokenizer_for_model"]
+           "is_dual_encoder", "model_context_length", "tokenizer_for_model", "caption_tokenizer_for_model"]
 
 # texts -> token ids, an int array [N, L]. L is fixed by the tokenizer (CLIP: its context length).
 Tokenizer = Callable[[Sequence[str]], np.ndarray]
@@ -257,6 +257,12 @@ def is_chinese_clip(model_or_config: Any) -> bool:
     return isinstance(config, ChineseCLIPConfig)
 
 
+def is_dual_encoder(model_or_config: Any) -> bool:
+    """Whether a model (or its config) is a vision-text dual encoder (its text tower's own HF tokenizer)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return type(config).__name__ == "VisionTextDualEncoderConfig"
+
+
 def model_context_length(model: nn.Cell, default: int = 77) -> int:
     """Token ids per text the model takes: ``config.context_length`` (Chinese-CLIP), else the text tower's
     ``max_position_embeddings`` (CLIP), else ``model.context_length``, else ``default``."""
@@ -272,12 +278,24 @@ def model_context_length(model: nn.Cell, default: int = 77) -> int:
 def tokenizer_for_model(model: nn.Cell, context_length: Optional[int] = None) -> Tokenizer:
     """The model's own tokenizer as a ``Tokenizer`` (texts -> int32 [N, L]).
 
-    CLIP: OpenAI's BPE at ``context_length`` (default: the model's). Chinese-CLIP: its WordPiece
+    CLIP: OpenAI's BPE at ``context_length`` (default: the model's). Dual encoder: its text tower's tokenizer
+    from the model's folder (``ms_clip.get_tokenizer``; RoBERTa BPE / BERT WordPiece). Chinese-CLIP: its WordPiece
     tokenizer (``ms_clip.get_tokenizer`` on the model's config) after Chinese-CLIP's text normalisation
     (lower case, curly quotes to '"': ``ms_clip.data.chinese_clip.preprocess_text``), which its
     training, retrieval and zero-shot code all apply before tokenizing.
     """
     length = int(context_length or model_context_length(model))
+    if is_dual_encoder(model):
+        from ms_clip.loader import get_tokenizer
+
+        # The text tower's tokenizer from the model's folder, padded and truncated to ``length`` as run_clip.py
+        # tokenizes (its attention mask is ids != pad id, which the model derives itself).
+        folder_tokenizer = get_tokenizer(model)
+
+        def dual_tokenizer(texts: Sequence[str]) -> np.ndarray:
+            return folder_tokenizer.batch_ids(list(texts), length)
+
+        return dual_tokenizer
     if not is_chinese_clip(model):
         return clip_tokenizer(length)
     from ms_clip.data.chinese_clip import preprocess_text

@@ -80,7 +80,7 @@ def tokenizer_folder(path: Union[str, os.PathLike]) -> str:
     """The folder a tokenizer is read from: ``path`` itself if a directory, else the directory of the file
     (a ``.ckpt`` saved by ``save_pretrained`` has the tokenizer files beside it)."""
     path = os.fspath(path)
-    return path if os.path.isdir(path) else (os.path.dirname(os.path.abspath(path)))
+    return os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else path
 
 
 def _read_json(path: str, what: str) -> Any:

@@ -220,20 +220,36 @@ def show_support_list(owner: str = "CLIPModel") -> None:
     print("pretrained weights (name.tag, or from_pretrained(name, pretrained=tag)):\n" + "\n".join(lines))
 
 
-def get_tokenizer(name_or_path: Union[str, os.PathLike, StrictConfig, PreTrainedModel]) -> Callable[..., np.ndarray]:
-    """The tokenizer of a model: ``texts -> int32 array [N, context_length]``.
+def get_tokenizer(name_or_path: Union[str, os.PathLike, StrictConfig, PreTrainedModel]) -> Callable[..., Any]:
+    """The tokenizer of a model.
 
     ``name_or_path`` is anything ``load_config`` accepts (a registry name, a YAML, a checkpoint, a
     save_pretrained or HF folder), a model config or a model. CLIPConfig -> CLIP's BPE ``tokenize`` at
     the text tower's context length (77); ChineseCLIPConfig -> Chinese-CLIP's WordPiece tokenizer
-    (``ms_clip.bert_tokenizer``, identical to ``cn_clip.clip.tokenize``) at its context length (52).
-    The callable takes a string or a sequence of strings.
+    (``ms_clip.bert_tokenizer``, identical to ``cn_clip.clip.tokenize``) at its context length (52); both
+    are ``texts -> int32 array [N, context_length]`` taking a string or a sequence of strings.
+
+    VisionTextDualEncoderConfig -> the text tower's own tokenizer read from the model's folder
+    (``ms_clip.hf_tokenizer.HFTokenizer``: HF's call surface, ``tok(texts)`` -> ``{"input_ids",
+    "attention_mask"}`` int32 ``[N, context_length]``; ``tok.batch_ids(texts)`` -> the ids alone) at the
+    model's context length (run_clip.py's 128 by default). The folder is the HF VisionTextDualEncoder folder,
+    the save_pretrained directory or the ``.ckpt``'s directory, or a model's ``tokenizer_dir``. A bare HF
+    BERT/RoBERTa folder (a text tower) gives its tokenizer at 128.
 
     Example:
         >>> ms_clip.get_tokenizer("chinese_clip_vit_b_16")(["一只猫", "一只狗"]).shape
         (2, 52)
     """
+    from ms_clip.hf_tokenizer import DEFAULT_MAX_LENGTH, HFTokenizer, has_tokenizer_files, tokenizer_folder
+
     spec = getattr(name_or_path, "config", name_or_path)
+    folder: Optional[str] = getattr(name_or_path, "tokenizer_dir", None)  # a dual encoder model knows its folder
+    if not isinstance(spec, StrictConfig):
+        candidate = tokenizer_folder(spec) if os.path.exists(os.fspath(spec)) else ""
+        if candidate and has_tokenizer_files(candidate):
+            folder = folder or candidate
+            if _is_text_tower_folder(candidate):  # an HF BERT/RoBERTa folder: no image-text config to read
+                return HFTokenizer.from_pretrained(candidate, model_max_length=DEFAULT_MAX_LENGTH)
     config = spec if isinstance(spec, StrictConfig) else load_config(spec)
     length = getattr(config, "context_length", None)
     if type(config).__name__ == "ChineseCLIPConfig":
@@ -244,8 +260,32 @@ def get_tokenizer(name_or_path: Union[str, os.PathLike, StrictConfig, PreTrained
         from ms_clip.tokenizer import tokenize as bpe_tokenize
 
         return functools.partial(bpe_tokenize, context_length=length)
+    if type(config).__name__ == "VisionTextDualEncoderConfig":
+        if not folder:
+            raise ConfigError("a VisionTextDualEncoderConfig alone does not say where its text tokenizer is: pass the "
+                              "model, its save_pretrained / HF folder or its .ckpt (the tokenizer files lie beside it)")
+        if not has_tokenizer_files(folder):
+            raise ConfigError(f"{folder}: the dual encoder's tokenizer files are missing (expected tokenizer.json, or "
+                              f"vocab.json + merges.txt, or vocab.txt beside the weights)")
+        return HFTokenizer.from_pretrained(folder, model_max_length=length or DEFAULT_MAX_LENGTH)
     raise ConfigError(f"no tokenizer for model config type {type(config).__name__}; known: CLIPConfig (BPE), "
-                      f"ChineseCLIPConfig (WordPiece)")
+                      f"ChineseCLIPConfig (WordPiece), VisionTextDualEncoderConfig (the text tower's own)")
+
+
+def _is_text_tower_folder(folder: str) -> bool:
+    """An HF folder of a text model alone (config.json of BERT/RoBERTa/...), or tokenizer files without any model
+    config: not something ``load_config`` reads as an image-text model."""
+    import json
+
+    hf_config = os.path.join(folder, "config.json")
+    if not os.path.isfile(hf_config):
+        return not os.path.isfile(os.path.join(folder, registry.CONFIG_FILE))
+    try:
+        with open(hf_config, "r", encoding="utf-8") as f:
+            model_type = str(json.load(f).get("model_type", ""))
+    except (OSError, ValueError, AttributeError):
+        return False  # let load_config report the broken file
+    return bool(model_type) and "clip" not in model_type and "dual" not in model_type
 
 
 # ----------------------------------------------------------------------------- architectures

@@ -31,7 +31,7 @@ from ms_clip.eval.templates import resolve_templates
 from ms_clip.run_config import DatasetSection, RunConfig, RunConfigError, Section, section
 from ms_clip.eval.zero_shot import (DEFAULT_LOGIT_SCALE, accuracy, build_zero_shot_classifier, check_labels,
                                     per_class_accuracy, zero_shot_scores)
-from ms_clip.features import encode_images, is_chinese_clip, tokenizer_for_model
+from ms_clip.features import encode_images, is_chinese_clip, is_dual_encoder, tokenizer_for_model
 from ms_clip.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -168,8 +168,9 @@ def resolve_eval_templates(config: Dict[str, Any], model: Any = None) -> tuple:
 def _tokenizer(config: Dict[str, Any], model: Any = None):
     from ms_clip.tokenizer import CLIPTokenizer
 
-    if model is not None and is_chinese_clip(model):
-        # Chinese-CLIP's WordPiece tokenizer and text normalisation; the CLIPTokenizer section does not apply.
+    if model is not None and (is_chinese_clip(model) or is_dual_encoder(model)):
+        # The model's own tokenizer (Chinese-CLIP's WordPiece and text normalisation; a dual encoder's text-tower
+        # tokenizer from its folder); the CLIPTokenizer section does not apply.
         return tokenizer_for_model(model)
     section = {k: v for k, v in config["eval_dataset"]["tokenizer"].items() if k != "type" and v is not None}
     return CLIPTokenizer(**section)
