@@ -220,29 +220,47 @@ def run_measured(cmd: Sequence[str], env: Optional[Mapping[str, str]] = None, cw
                  timeout: Optional[float] = None) -> Tuple[int, str, str, float, float]:
     """Run ``cmd``; (exit code, stdout, stderr, wall seconds, peak RSS MB of that process and its children).
 
-    The peak comes from ``wait4`` on this one child, so successive children do not share one maximum (as
-    ``getrusage(RUSAGE_CHILDREN)`` would)."""
+    The peak comes from ``wait4`` on that one child, taken by a small launcher process (this file with
+    ``--measure``, stdlib only): Linux counts a forked child's pre-exec memory (a copy of its parent's) in the
+    child's ``ru_maxrss``, so a benchmark parent that has imported torch or MindSpore would otherwise lend its
+    own size to every child it measures. ``getrusage(RUSAGE_CHILDREN)`` is not used either: it is one maximum
+    over all children so far."""
     import tempfile
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=dict(env) if env is not None else None,
-                                cwd=cwd, text=True)
-        deadline = None if timeout is None else t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".json") as report:
+        launcher = [sys.executable, "-S", os.path.abspath(__file__), "--measure", report.name,
+                    "--timeout", str(timeout or 0), "--", *cmd]
+        proc = subprocess.run(launcher, stdout=out, stderr=err, env=dict(env) if env is not None else None, cwd=cwd)
         out.seek(0)
         err.seek(0)
-        return proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss / 1024
+        stdout, stderr = out.read(), err.read()
+        try:
+            result = json.load(report)
+        except ValueError:
+            return proc.returncode or 1, stdout, stderr + "\nlauncher wrote no report", 0.0, 0.0
+        return result["returncode"], stdout, stderr, result["wall_s"], result["peak_rss_mb"]
+
+
+def _measure(report: str, timeout: float, cmd: Sequence[str]) -> int:
+    """The launcher: run ``cmd`` (inheriting stdout/stderr), reap it with wait4, write its figures to ``report``."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(cmd))
+    deadline = t0 + timeout if timeout > 0 else None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
+    with open(report, "w", encoding="utf-8") as f:
+        json.dump(dict(returncode=proc.returncode, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024), f)
+    return proc.returncode
 
 
 def main() -> None:
@@ -251,7 +269,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--gemm-worker", choices=GEMM_KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", metavar="REPORT", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        sys.exit(_measure(args.measure, args.timeout, command))
     if args.gemm_worker:
         times = _gemm_seconds(args.gemm_worker, args.reps, args.threads)
         print(f"GEMM {statistics.median(times)!r}", flush=True)
