@@ -496,6 +496,13 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
         if is_main:  # leftovers of a run killed inside a save (we hold the lock: no live writer's files)
             remove_temp_files(manager.directory)
             remove_temp_files(config["output_dir"], subdirs=(), suffixes=(".json", ".jsonl"))  # metrics, summary
+            if _is_dual_encoder(model) and getattr(model, "tokenizer_dir", None):
+                # The text tokenizer's files beside the checkpoints: a .ckpt loaded from there (eval, finetune,
+                # export) finds its tokenizer as a save_pretrained folder's does.
+                from ms_clip.loader import copy_tokenizer_files
+
+                os.makedirs(manager.directory, exist_ok=True)
+                copy_tokenizer_files(model.tokenizer_dir, manager.directory)
         run_info = {"batch_size": options.batch_size, "num_shards": world_size, "seed": options.seed,
                     "num_samples": len(records), "accumulation": options.accumulation}
         state = TrainState(loss_scale=runner.scaler.scale)
