@@ -152,6 +152,7 @@ def test_tiny_dual_encoder_trained_through_the_cli_then_eval_reproduces(coco_wor
     assert before["mean_recall"] < 2 * chance, message
     assert after["mean_recall"] > 4 * chance, message
     assert after["text_to_image_R@10"] > 0.4 and after["image_to_text_R@10"] > 0.4, message
+    assert all((out / "plots" / name).is_file() for name in ("loss.png", "recall.png"))  # as for Flickr8k
     losses = [r["loss"] for r in records if r["type"] == "train"]
     assert losses[-1] < 0.7 * np.log(BATCH), losses  # ln(32) = 3.47 is the loss of features that tell nothing
 
