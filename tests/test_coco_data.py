@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ms_clip.data.captions import DataError, load_caption_records, one_record_per_caption
-from ms_clip.data.coco import read_coco_captions
+from ms_clip.data.captions import DataError, load_caption_records, one_record_per_caption, read_coco_captions
 from ms_clip.demo.coco_shapes import write_dataset_script_rows, write_shapes_coco
 from ms_clip.run_config import RunConfigError, load_run_config
 

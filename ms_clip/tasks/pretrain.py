@@ -173,7 +173,7 @@ class PretrainRunConfig(RunConfig):
 
 
 def _coco_stages() -> Tuple[str, ...]:
-    from ms_clip.data.coco import COCO_STAGES
+    from ms_clip.data.captions import COCO_STAGES
 
     return tuple(COCO_STAGES)
 
