@@ -52,6 +52,7 @@ __all__ = [
     "random_resized_crop_params",
     "train_transform",
     "CLIPProcessor",
+    "VisionTextDualEncoderProcessor",
 ]
 
 DEFAULT_URL_TIMEOUT = 10.0
@@ -294,7 +295,80 @@ def _squash(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.BICUBIC)
 
 
-def _eval_transform(image: Any, size: int, normalizer: _Normalizer, resize_mode: str = "crop") -> np.ndarray:
+# ------------------------------------------------------------- torchvision's tensor resize (HF's example)
+# HF's contrastive-image-text example (run_clip.py ``Transform``) decodes to an RGB uint8 tensor, then
+# ``Resize([n], bicubic)`` on the tensor: torch's antialiased bicubic (Keys a = -0.5, support widened by the
+# downscale factor, weights normalised) in float32, width then height, clamped and rounded half-to-even to uint8.
+# PIL's bicubic (fixed-point, rounded to uint8 between its two passes) differs from it by up to ~9 levels, so
+# this is a numpy re-statement of torch's kernel, with its float32/float64 evaluation order.
+BACKENDS = ("pil", "torchvision")
+
+
+def _cubic_aa_filter(x: np.ndarray) -> np.ndarray:
+    a = np.float32(-0.5)
+    x = np.abs(x).astype(np.float32)
+    near = ((a + np.float32(2)) * x - (a + np.float32(3))) * x * x + np.float32(1)
+    far = ((a * x - np.float32(5) * a) * x + np.float32(8) * a) * x - np.float32(4) * a
+    return np.where(x < 1, near, np.where(x < 2, far, np.float32(0))).astype(np.float32)
+
+
+def _aa_weights(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(source indices [out, K], float32 weights [out, K]) of torch's antialiased bicubic along one axis."""
+    scale = np.float32(in_size) / np.float32(out_size)  # float32, as torch's area_pixel_compute_scale<float>
+    support = np.float32(2.0 * np.float64(scale)) if scale >= 1 else np.float32(2.0)
+    invscale = np.float32(1.0 / np.float64(scale)) if scale >= 1 else np.float32(1.0)
+    width = int(np.ceil(np.float64(support))) * 2 + 1
+    center = (np.float64(scale) * (np.arange(out_size, dtype=np.float64) + 0.5)).astype(np.float32)
+    # C++ promotes 'float +- float + 0.5' to double after the float subtraction; the cast truncates.
+    xmin = np.maximum(np.trunc((center - support).astype(np.float64) + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc((center + support).astype(np.float64) + 0.5).astype(np.int64), in_size)
+    xsize = np.clip(xmax - xmin, 0, width)
+    taps = np.arange(width)
+    offset = (taps[None, :] + xmin[:, None]).astype(np.float32) - center[:, None]
+    weights = _cubic_aa_filter(((offset.astype(np.float64) + 0.5) * np.float64(invscale)).astype(np.float32))
+    weights = np.where(taps[None, :] < xsize[:, None], weights, np.float32(0))
+    total = np.zeros(out_size, np.float32)
+    for k in range(width):  # torch sums the taps one by one in float32
+        total = (total + weights[:, k]).astype(np.float32)
+    weights = (weights / np.where(total == 0, np.float32(1), total)[:, None]).astype(np.float32)
+    return np.minimum(xmin[:, None] + taps[None, :], in_size - 1), weights
+
+
+def _resize_axis(values: np.ndarray, out_size: int, axis: int) -> np.ndarray:
+    if values.shape[axis] == out_size:  # torch skips an axis whose size does not change
+        return values
+    index, weights = _aa_weights(values.shape[axis], out_size)
+    moved = np.moveaxis(values, axis, 0)
+    shape = (-1,) + (1,) * (moved.ndim - 1)
+    out = moved[index[:, 0]] * weights[:, 0].reshape(shape)
+    for k in range(1, index.shape[1]):
+        out = (out + moved[index[:, k]] * weights[:, k].reshape(shape)).astype(np.float32)
+    return np.moveaxis(out, 0, axis)
+
+
+def _resize_shorter_side_torchvision(rgb: np.ndarray, size: int) -> np.ndarray:
+    """uint8 HWC -> uint8 HWC with the short side ``size`` (torchvision's output size rule, as ``_resize_shorter_side``)."""
+    height, width = rgb.shape[:2]
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    values = _resize_axis(_resize_axis(rgb.astype(np.float32), new_w, 1), new_h, 0)  # width first, as torch
+    return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+
+
+def _torchvision_transform(image: Any, size: int, normalizer: _Normalizer) -> np.ndarray:
+    # RGB first (read_image(..., ImageReadMode.RGB) decodes to RGB), then resize, center crop, normalize.
+    rgb = np.asarray(to_pil_image(image).convert("RGB"), dtype=np.uint8)
+    resized = _resize_shorter_side_torchvision(rgb, size)
+    top = int(round((resized.shape[0] - size) / 2.0))
+    left = int(round((resized.shape[1] - size) / 2.0))
+    return normalizer(resized[top: top + size, left: left + size])
+
+
+def _eval_transform(image: Any, size: int, normalizer: _Normalizer, resize_mode: str = "crop",
+                    backend: str = "pil") -> np.ndarray:
+    if backend == "torchvision":
+        return _torchvision_transform(image, size, normalizer)
     if resize_mode == "squash":
         return _finish(_squash(to_pil_image(image), size), normalizer)
     return _finish(_center_crop(_resize_shorter_side(to_pil_image(image), size), size), normalizer)
@@ -411,6 +485,9 @@ class CLIPImageProcessor:
         mean / std: normalization constants (CLIP's by default).
         resize_mode: "crop" (shorter side to R, center crop: OpenAI) or "squash" (resize to R x R without
             cropping: Chinese-CLIP).
+        backend: "pil" (OpenAI's / open_clip's PIL bicubic, RGB after the crop) or "torchvision" (HF's
+            contrastive-image-text example, run_clip.py: RGB first, torch's antialiased bicubic on the tensor;
+            the dual encoder's processor).
 
     Example:
         >>> proc = CLIPImageProcessor(224)
@@ -424,8 +501,13 @@ class CLIPImageProcessor:
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
         resize_mode: str = "crop",
+        backend: str = "pil",
         **kwargs: Any,
     ) -> None:
+        if backend not in BACKENDS or (backend == "torchvision" and resize_mode != "crop"):
+            raise ValueError(f"backend must be 'pil' (OpenAI's PIL pipeline) or 'torchvision' (HF run_clip.py's tensor "
+                             f"resize, with resize_mode 'crop'), got backend={backend!r}, resize_mode={resize_mode!r}")
+        self.backend = backend
         if int(image_resolution) != image_resolution or image_resolution <= 0:
             raise ValueError(f"image_resolution must be a positive integer, got {image_resolution!r}")
         if kwargs:
@@ -437,12 +519,12 @@ class CLIPImageProcessor:
 
     def preprocess_one(self, image: Any) -> np.ndarray:
         """One image -> float32 ``[3, R, R]``."""
-        return _eval_transform(image, self.image_resolution, self._normalizer, self.resize_mode)
+        return _eval_transform(image, self.image_resolution, self._normalizer, self.resize_mode, self.backend)
 
     # ------------------------------------------------------------------ MindFormers' pretrained surface
     def to_dict(self) -> Dict[str, Any]:
         return {"type": type(self).__name__, "image_resolution": self.image_resolution, "mean": list(self.mean),
-                "std": list(self.std), "resize_mode": self.resize_mode}
+                "std": list(self.std), "resize_mode": self.resize_mode, "backend": self.backend}
 
     @classmethod
     def from_pretrained(cls, name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "CLIPImageProcessor":
@@ -674,4 +756,96 @@ class CLIPProcessor:
             output["text"] = self.tokenizer(
                 text_input, max_length=self.max_length, padding=self.padding, return_tensors=self.return_tensors
             )["input_ids"]
+        return output
+
+
+# ------------------------------------------------------------------------------ dual encoder
+HF_PREPROCESSOR_CONFIG_FILE = "preprocessor_config.json"  # HF's image processor settings (image_mean, image_std)
+
+
+class VisionTextDualEncoderProcessor:
+    """HF's ``VisionTextDualEncoderProcessor``: the text tower's tokenizer + the vision tower's preprocessing.
+
+    Images are preprocessed as HF's contrastive-image-text example does (``run_clip.py``'s ``Transform``: RGB,
+    torchvision bicubic resize of the short side to the vision tower's image size, center crop, CLIP mean/std):
+    ``CLIPImageProcessor(backend="torchvision")``. Texts go through the text tower's own tokenizer
+    (``ms_clip.hf_tokenizer.HFTokenizer``) padded/truncated to ``max_length`` (the model's context length).
+
+    Example:
+        >>> proc = VisionTextDualEncoderProcessor.from_pretrained("clip-roberta")  # doctest: +SKIP
+        >>> out = proc(text=["a cat"], images=[image])                            # doctest: +SKIP
+        >>> sorted(out)                                                            # doctest: +SKIP
+        ['attention_mask', 'input_ids', 'pixel_values']
+    """
+
+    def __init__(self, image_processor: Optional[CLIPImageProcessor] = None, tokenizer: Any = None,
+                 max_length: Optional[int] = None) -> None:
+        if tokenizer is None:
+            raise ValueError("VisionTextDualEncoderProcessor needs the text tower's tokenizer "
+                             "(ms_clip.hf_tokenizer.HFTokenizer.from_pretrained(folder))")
+        self.image_processor = image_processor if image_processor is not None else \
+            CLIPImageProcessor(224, backend="torchvision")
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length or getattr(tokenizer, "model_max_length", 0) or 128)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, os.PathLike], **kwargs: Any) -> "VisionTextDualEncoderProcessor":
+        """From a dual encoder's folder (HF VisionTextDualEncoder folder, save_pretrained directory or ``.ckpt``):
+        the tokenizer files there; the image size and context length of its model config; HF's
+        ``preprocessor_config.json`` mean/std when present (run_clip.py normalises with them), else CLIP's."""
+        import json
+
+        from ms_clip.hf_tokenizer import HFTokenizer, tokenizer_folder
+
+        folder = tokenizer_folder(name_or_path)
+        try:
+            from ms_clip.tokenizer import resolve_model_config
+
+            config: Any = resolve_model_config(os.fspath(name_or_path))
+        except MsClipError:
+            config = None  # e.g. a folder with tokenizer and preprocessor files only
+        context_length = getattr(config, "context_length", None)
+        saved = _read_saved(folder, IMAGE_PROCESSOR_CONFIG_FILE)
+        if saved is not None:
+            image_processor = CLIPImageProcessor.from_pretrained(folder)
+        else:
+            settings: Dict[str, Any] = {"backend": "torchvision"}
+            hf_path = os.path.join(folder, HF_PREPROCESSOR_CONFIG_FILE)
+            hf: Dict[str, Any] = {}
+            if os.path.isfile(hf_path):
+                try:
+                    with open(hf_path, encoding="utf-8") as f:
+                        hf = dict(json.load(f))
+                except (OSError, ValueError, TypeError) as exc:
+                    raise MsClipError(f"{hf_path}: not a JSON object of image processor settings ({exc})") from None
+            if "image_mean" in hf and "image_std" in hf:
+                settings.update(mean=hf["image_mean"], std=hf["image_std"])
+            if config is not None and hasattr(config, "vision_config"):
+                settings["image_resolution"] = int(config.vision_config.image_size)  # run_clip.py's choice
+            elif isinstance(hf.get("crop_size"), dict) and "height" in hf["crop_size"]:
+                settings["image_resolution"] = int(hf["crop_size"]["height"])
+            image_processor = CLIPImageProcessor(**settings)
+        tokenizer = HFTokenizer.from_pretrained(folder, model_max_length=context_length)
+        return cls(image_processor, tokenizer, **{"max_length": context_length, **kwargs})
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike]) -> str:
+        """The image processor's settings, the tokenizer's files and ``processor_config.json``; returns the folder."""
+        folder = os.fspath(save_directory)
+        self.image_processor.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        _write_saved(folder, PROCESSOR_CONFIG_FILE, {"type": type(self).__name__, "max_length": self.max_length})
+        return folder
+
+    def __call__(self, text: Any = None, images: Any = None, return_tensors: Optional[str] = "np",
+                 padding: Union[bool, str] = "max_length", truncation: Union[bool, str] = True,
+                 max_length: Optional[int] = None) -> Dict[str, Any]:
+        """``{"input_ids", "attention_mask"}`` for ``text`` and/or ``{"pixel_values"}`` for ``images`` (HF's keys)."""
+        if text is None and images is None:
+            raise ValueError("VisionTextDualEncoderProcessor needs text, images or both; got neither")
+        output: Dict[str, Any] = {}
+        if text is not None:
+            output.update(self.tokenizer(text, max_length=max_length or self.max_length, padding=padding,
+                                         truncation=truncation, return_tensors=return_tensors))
+        if images is not None:
+            output["pixel_values"] = self.image_processor(images, return_tensors=return_tensors or "np")
         return output

@@ -295,3 +295,118 @@ def test_get_tokenizer_for_text_tower_and_dual_encoder_folders(folders, tmp_path
         ms_clip.get_tokenizer(model.config)
     # CLIP is untouched.
     assert ms_clip.get_tokenizer("clip_vit_b_32")(["a cat"]).shape == (1, 77)
+
+
+# ----------------------------------------------------------------------------- the dual encoder's processor
+
+
+def _example_transform(image_size, mean, std):
+    """run_clip.py's ``Transform`` (torchvision Resize / CenterCrop / ConvertImageDtype / Normalize, scripted)."""
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision.transforms")
+    from torchvision.transforms.functional import InterpolationMode
+
+    class Transform(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transforms = torch.nn.Sequential(tv.Resize([image_size], interpolation=InterpolationMode.BICUBIC),
+                                                  tv.CenterCrop(image_size), tv.ConvertImageDtype(torch.float),
+                                                  tv.Normalize(mean, std))
+
+        def forward(self, x):
+            with torch.no_grad():
+                return self.transforms(x)
+
+    return torch.jit.script(Transform())
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory):
+    """skimage's sample photos at COCO-like and odd sizes (down- and up-scaling), as JPEG and PNG, in the modes
+    photos come in (RGB, greyscale, RGBA with transparency, palette)."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("photos")
+    out = []
+    for name, size in (("astronaut", (640, 480)), ("coffee", (500, 375)), ("chelsea", (333, 500)),
+                       ("rocket", (150, 100)), ("camera", (224, 224)), ("hubble_deep_field", (427, 640)),
+                       ("coffee", (1001, 97))):
+        image = Image.fromarray(getattr(data, name)()).resize(size, Image.LANCZOS)
+        for mode, ext in (("RGB", "jpg"), ("L", "jpg"), ("RGBA", "png"), ("P", "png")):
+            converted = image.convert(mode)
+            if mode == "RGBA":
+                alpha = np.linspace(0, 255, converted.width * converted.height).reshape(converted.height, -1)
+                converted.putalpha(Image.fromarray(alpha.astype(np.uint8)))
+            path = root / f"{name}_{size[0]}x{size[1]}_{mode}.{ext}"
+            converted.save(path, quality=90) if ext == "jpg" else converted.save(path)
+            out.append(str(path))
+    return out
+
+
+def test_processor_pixels_match_run_clip_transform(photo_files, capsys):
+    """Our dual-encoder image preprocessing against the example's torchvision transform on the same files."""
+    from torchvision.io import ImageReadMode, read_image
+
+    from ms_clip.constants import CLIP_MEAN, CLIP_STD
+    from ms_clip.processor import CLIPImageProcessor
+
+    worst, differing, total = 0.0, 0, 0
+    for size in (224, 32):
+        reference = _example_transform(size, CLIP_MEAN, CLIP_STD)
+        ours = CLIPImageProcessor(size, backend="torchvision")
+        for path in photo_files:
+            want = reference(read_image(path, ImageReadMode.RGB)).numpy()
+            got = ours.preprocess_one(path)
+            assert got.shape == want.shape and got.dtype == np.float32
+            diff = np.abs(got - want)
+            worst, differing, total = max(worst, float(diff.max())), differing + int((diff > 0).sum()), total + diff.size
+    # One uint8 level after normalisation is 1 / 255 / min(std) = 0.0150.
+    one_level = 1 / 255 / min(CLIP_STD) + 1e-6
+    with capsys.disabled():
+        print(f"\n[dual encoder processor] {len(photo_files)} files x 2 sizes: {differing} of {total} values differ "
+              f"from run_clip.py's Transform ({differing / total:.1e}), max abs diff {worst:.4f} (one uint8 level = "
+              f"{one_level:.4f}); OpenAI's PIL pipeline on the same files differs by up to "
+              f"{_pil_gap(photo_files):.3f}")
+    assert worst <= one_level and differing / total < 1e-4
+
+
+def _pil_gap(paths):
+    from torchvision.io import ImageReadMode, read_image
+
+    from ms_clip.constants import CLIP_MEAN, CLIP_STD
+    from ms_clip.processor import CLIPImageProcessor
+
+    reference, pil = _example_transform(224, CLIP_MEAN, CLIP_STD), CLIPImageProcessor(224)
+    return max(float(np.abs(pil.preprocess_one(p) - reference(read_image(p, ImageReadMode.RGB)).numpy()).max())
+               for p in paths[:8])
+
+
+def test_dual_encoder_processor_from_folder(folders, photo_files, tmp_path):
+    import ms_clip
+    from ms_clip.processor import CLIPImageProcessor, VisionTextDualEncoderProcessor
+
+    folder = _copy(folders, "bert_files_saved", tmp_path)
+    model = ms_clip.create_model("dual_encoder_tiny", context_length=20)
+    model.tokenizer_dir = str(folder)
+    model.save_pretrained(str(tmp_path / "dual"))
+    # HF's processor files: run_clip.py normalises with the image processor's mean/std.
+    _write_json(tmp_path / "dual" / "preprocessor_config.json", {"image_mean": [0.5, 0.5, 0.5],
+                                                                 "image_std": [0.25, 0.25, 0.25]})
+    proc = VisionTextDualEncoderProcessor.from_pretrained(str(tmp_path / "dual"))
+    out = proc(text=["a cat", ""], images=photo_files[:3])
+    assert sorted(out) == ["attention_mask", "input_ids", "pixel_values"]
+    assert out["input_ids"].shape == (2, 20) and out["pixel_values"].shape == (3, 3, 32, 32)
+    ref = transformers.AutoTokenizer.from_pretrained(folders["bert_files"])(
+        ["a cat", ""], max_length=20, padding="max_length", truncation=True, return_tensors="np")
+    assert np.array_equal(out["input_ids"], ref["input_ids"]) and np.array_equal(out["attention_mask"],
+                                                                                 ref["attention_mask"])
+    expected = CLIPImageProcessor(32, mean=[0.5] * 3, std=[0.25] * 3, backend="torchvision")(photo_files[:3],
+                                                                                            return_tensors="np")
+    assert np.array_equal(out["pixel_values"], expected)
+    proc.save_pretrained(tmp_path / "proc")
+    again = VisionTextDualEncoderProcessor.from_pretrained(str(tmp_path / "proc"))
+    assert again.image_processor.to_dict() == proc.image_processor.to_dict()
+    assert np.array_equal(again(text=["a cat", ""], max_length=20)["input_ids"], out["input_ids"])
+    with pytest.raises(ValueError, match="backend must be"):
+        CLIPImageProcessor(32, resize_mode="squash", backend="torchvision")
