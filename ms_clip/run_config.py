@@ -368,8 +368,10 @@ class RunnerConfigSection(Section):
     image_size: int = 224
     sink_mode: bool = False
     sink_size: int = 2
-    # Ours: optimizer steps accumulate gradients of this many micro-batches (open_clip --accum-freq
-    # semantics differ: here each micro-batch is its own contrastive batch).
+    # Ours: one optimizer step trains on this many micro-batches of batch_size as ONE contrastive batch
+    # (batch_size x this x workers samples, every one a negative for every other; open_clip --accum-freq's
+    # result, computed as GradCache: features of all micro-batches first, then one micro-batch's activations
+    # at a time). Exact unless dropout is active (a warning names the layers). Costs one extra forward pass.
     gradient_accumulation_steps: int = 1
     # Ours: freeze a tower (open_clip --lock-image / --lock-text): its parameters get no updates.
     lock_image: bool = False

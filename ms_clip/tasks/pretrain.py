@@ -523,10 +523,11 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
                         state.step, state.epoch + 1, state.batch_in_epoch)
         n_params = sum(int(np.prod(p.shape)) for p in runner.params)
         logger.info("training on %s: %d images, %d captions; %d epochs x %d steps (batch %d x %d shard(s) x %d "
-                    "accumulation), %s lr %.3g, %d warmup steps; %d trainable parameters; dtype %s",
+                    "accumulation = one contrastive batch of %d), %s lr %.3g, %d warmup steps; %d trainable "
+                    "parameters; dtype %s",
                     records.source, len(records), records.num_captions, options.epochs, per_epoch, options.batch_size,
-                    world_size, options.accumulation, schedule.kind, schedule.base_lr, schedule.warmup_steps,
-                    n_params, model.config.compute_dtype)
+                    world_size, options.accumulation, options.batch_size * world_size * options.accumulation,
+                    schedule.kind, schedule.base_lr, schedule.warmup_steps, n_params, model.config.compute_dtype)
         evaluate_fn = None
         if do_eval:
             evaluate_fn, _ = _eval_setup(model, config, eval_records, (rank, world_size))

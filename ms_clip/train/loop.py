@@ -1,14 +1,25 @@
 """The training loop: compiled forward/backward and update Cells, driven per optimizer step from Python.
 
-One optimizer step:
+One optimizer step over ``gradient_accumulation_steps`` = N micro-batches of B samples is ONE contrastive batch
+of N * B samples (times the number of data-parallel ranks, whose features are all-gathered):
 
-1. ``ForwardBackward`` (compiled): loss and gradients of ``CLIPWithLoss`` for one micro-batch, with
-   the loss multiplied by the loss scale (float16) before back-propagation;
-2. gradients of ``gradient_accumulation_steps`` micro-batches are summed (``AddGrads``, compiled);
-3. ``GradNorm`` (compiled) gives the global norm of the summed, still scaled gradients; one host
+1. N = 1: ``ForwardBackward`` (compiled) gives the loss and the gradients of ``CLIPWithLoss`` in one pass, the
+   loss multiplied by the loss scale (float16) before back-propagation.
+   N > 1 (GradCache, Gao et al. 2021; open_clip's ``--accum-freq`` computes the same gradient another way):
+   a. ``EmbedCell`` (compiled, forward only) embeds every micro-batch; no activations outlive a call, only the
+      [B, D] features are kept;
+   b. ``FeatureLossGrad`` (compiled) computes the contrastive loss of all N * B features (gathered over the
+      ranks) and its gradient with respect to the features and to ``exp(logit_scale)``;
+   c. ``BackwardWithSens`` (compiled) re-runs each micro-batch with gradients and back-propagates its slice of
+      the feature gradient (``GradOperation(sens_param=True)``); the per-micro-batch parameter gradients add up
+      to the gradient of the big batch's loss (``AddGrads``), with one micro-batch's activations alive at a time.
+   The re-run must reproduce the first pass: with active dropout (p > 0 in training mode) it draws new masks,
+   so the step is not exact (a warning says so at the first step);
+2. data parallel: the mean of the ranks' summed gradients (all-reduce);
+3. ``GradNorm`` (compiled) gives the global norm of the (still loss-scaled) gradients; one host
    sync decides: non-finite -> skip the step and lower the scale (dynamic loss scaling) or stop the
    run with a clear error (no loss scaling); finite -> continue;
-4. ``ApplyUpdate`` (compiled): AdamW with the gradient multiplier ``1 / (scale * accum)`` times the
+4. ``ApplyUpdate`` (compiled): AdamW with the gradient multiplier ``1 / scale`` times the
    clipping factor ``min(1, max_norm / norm)``, then logit_scale clamped to [0, ln 100] (CLIP paper;
    OpenAI's released code lacks the clamp, openai/CLIP#46).
 
@@ -41,7 +52,8 @@ from ms_clip.train.schedule import LRSchedule
 logger = logging.getLogger(__name__)
 
 __all__ = ["NonFiniteLossError", "TrainingInterrupted", "LossScaler", "TrainState", "StepResult", "StepRunner",
-           "ForwardBackward", "ApplyUpdate", "MAX_LOGIT_SCALE", "FitOptions", "fit", "steps_in_epoch", "past_epoch_end"]
+           "ForwardBackward", "EmbedCell", "FeatureLossGrad", "BackwardWithSens", "ApplyUpdate", "active_dropout",
+           "MAX_LOGIT_SCALE", "FitOptions", "fit", "steps_in_epoch", "past_epoch_end"]
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -141,6 +153,67 @@ class ForwardBackward(nn.Cell):
         return loss, grads
 
 
+class EmbedCell(nn.Cell):
+    """``construct(image, text) -> (image_embeds, text_embeds, exp(logit_scale))``: the model's forward, no grad.
+
+    Compiled on its own, so nothing of the towers' activations survives the call (GradCache's first pass)."""
+
+    def __init__(self, model: nn.Cell):
+        super().__init__(auto_prefix=False)
+        self.model = model
+
+    def construct(self, image, text):
+        return self.model(image, text)
+
+
+class FeatureLossGrad(nn.Cell):
+    """``construct(image_embeds, text_embeds, logit_scale, sens) -> (loss, (d_image, d_text, d_logit_scale))``.
+
+    The contrastive loss of a whole accumulated batch of features and the gradient of ``sens * loss`` with respect
+    to the features and to ``logit_scale`` (the model's ``exp(logit_scale)`` output). With a distributed
+    ``ClipLoss`` the features are all-gathered and the feature gradient sums every rank's loss (its
+    ``GatherWithGrad``), as in the one-pass step.
+    """
+
+    def __init__(self, loss: ClipLoss):
+        super().__init__(auto_prefix=False)
+        self.loss = loss
+        self.grad = ops.GradOperation(get_all=True, sens_param=True)
+
+    def construct(self, image_embeds, text_embeds, logit_scale, sens):
+        loss = self.loss(image_embeds, text_embeds, logit_scale)
+        grads = self.grad(self.loss)(image_embeds, text_embeds, logit_scale, sens)
+        return loss, grads
+
+
+class BackwardWithSens(nn.Cell):
+    """``construct(image, text, d_image, d_text, d_logit_scale) -> grads``: the gradients with respect to
+    ``params`` of ``<image_embeds, d_image> + <text_embeds, d_text> + exp(logit_scale) * d_logit_scale`` for one
+    micro-batch (GradCache's second pass: the model is re-run with gradients, its outputs' gradients given)."""
+
+    def __init__(self, model: nn.Cell, params: Sequence[Parameter]):
+        super().__init__(auto_prefix=False)
+        self.model = model
+        self.weights = ms.ParameterTuple(params)
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+
+    def construct(self, image, text, d_image, d_text, d_logit_scale):
+        return self.grad(self.model, self.weights)(image, text, (d_image, d_text, d_logit_scale))
+
+
+def active_dropout(model: nn.Cell) -> List[str]:
+    """Names of the dropout layers of ``model`` that drop anything when called now (p > 0 and training mode).
+
+    MindSpore's ``nn.Dropout`` is the identity unless its cell is in training mode (``set_train(True)``)."""
+    names = []
+    for name, cell in model.cells_and_names():
+        if isinstance(cell, nn.Dropout) and cell.training:
+            p = cell.p if cell.p is not None else 1.0 - float(cell.keep_prob)
+            if p > 0:
+                names.append(name)
+    return names
+
+
 class AddGrads(nn.Cell):
     def __init__(self):
         super().__init__()
@@ -229,7 +302,13 @@ class StepResult:
 
 
 class StepRunner:
-    """Compiled cells plus the host logic of one optimizer step (accumulation, scaling, clipping)."""
+    """Compiled cells plus the host logic of one optimizer step (accumulation, scaling, clipping).
+
+    ``runner(micro_batches, step)`` takes the step's micro-batches (``accumulation`` of them in training) and
+    trains on them as one contrastive batch: the loss is the loss of all their samples together (and of every
+    rank's), and so are the gradients (see the module docstring: one pass for a single micro-batch, GradCache
+    for several).
+    """
 
     def __init__(self, model: nn.Cell, optimizer_config: Dict[str, Any], schedule: LRSchedule, *,
                  accumulation: int = 1, clip_norm: Optional[float] = 1.0, scaler: Optional[LossScaler] = None,
@@ -239,8 +318,13 @@ class StepRunner:
         self.optimizer = AdamW(self.params, float(optimizer_config.get("weight_decay", 0.0)),
                                float(optimizer_config.get("beta1", 0.9)), float(optimizer_config.get("beta2", 0.98)),
                                float(optimizer_config.get("eps", 1e-6)))
-        self.network = CLIPWithLoss(model, ClipLoss(world_size, rank))
+        self.loss = ClipLoss(world_size, rank)
+        self.network = CLIPWithLoss(model, self.loss)
         self.forward_backward = ForwardBackward(self.network, self.params)
+        # GradCache cells (built always: cheap until first called, and compiled only if accumulation > 1).
+        self.embed = EmbedCell(model)
+        self.feature_loss_grad = FeatureLossGrad(self.loss)
+        self.backward_with_sens = BackwardWithSens(model, self.params)
         self.add_grads = AddGrads()
         self.grad_norm = GradNorm()
         self.apply_update = ApplyUpdate(self.optimizer, model.logit_scale)
@@ -252,6 +336,7 @@ class StepRunner:
         self.accumulation = accumulation
         self.clip_norm = clip_norm
         self.scaler = scaler or LossScaler()
+        self._dropout_checked = False
 
     def any_rank(self, flag: bool) -> bool:
         """True if ``flag`` is set on any rank (all ranks must call this at the same step)."""
@@ -259,20 +344,65 @@ class StepRunner:
             return flag
         return float(self.loss_mean(Tensor(1.0 if flag else 0.0, ms.float32)).asnumpy()) > 0
 
-    def __call__(self, micro_batches: Sequence[Tuple[Tensor, Tensor]], step: int) -> StepResult:
-        sens = Tensor(self.scaler.scale, ms.float32)
-        total, losses = None, []
+    def _warn_dropout(self, micro_batches: int) -> None:
+        """Once per runner: GradCache re-runs each micro-batch, and active dropout would draw new masks there."""
+        if self._dropout_checked:
+            return
+        self._dropout_checked = True
+        names = active_dropout(self.model)
+        if names:
+            logger.warning(
+                "gradient accumulation over %d micro-batches with %d active dropout layers (%s%s): the loss uses the "
+                "features of one dropout draw and the gradients flow through another (each micro-batch is re-run), "
+                "so the step approximates one contrastive batch of all micro-batches instead of equalling it; set the "
+                "towers' dropout to 0 or gradient_accumulation_steps to 1 for an exact large-batch step",
+                micro_batches, len(names), ", ".join(names[:3]), ", ..." if len(names) > 3 else "")
+
+    def _one_pass(self, image: Tensor, text: Tensor, sens: Tensor) -> Tuple[Tensor, Any]:
+        loss, grads = self.forward_backward(image, text, sens)
+        # Tuples of tensors passed into a compiled Cell are constants (recompiled on every new value)
+        # unless marked mutable.
+        return loss, ms.mutable(grads)
+
+    def _grad_cache(self, micro_batches: Sequence[Tuple[Tensor, Tensor]], sens: Tensor) -> Tuple[Tensor, Any]:
+        """Loss and summed gradients of all micro-batches as one contrastive batch (GradCache)."""
+        self._warn_dropout(len(micro_batches))
+        images, texts, sizes, logit_scale = [], [], [], None
         for image, text in micro_batches:
-            loss, grads = self.forward_backward(image, text, sens)
-            losses.append(self.loss_mean(loss) if self.loss_mean is not None else loss)
-            # Tuples of tensors passed into a compiled Cell are constants (recompiled on every new value)
-            # unless marked mutable.
+            image_embeds, text_embeds, logit_scale = self.embed(image, text)
+            images.append(image_embeds.asnumpy())
+            texts.append(text_embeds.asnumpy())
+            sizes.append(images[-1].shape[0])
+        loss, (d_image, d_text, d_logit_scale) = self.feature_loss_grad(
+            Tensor(np.concatenate(images)), Tensor(np.concatenate(texts)), logit_scale, sens)
+        d_image, d_text = d_image.asnumpy(), d_text.asnumpy()
+        # exp(logit_scale) is the same output in every micro-batch: its gradient enters the backward once.
+        no_scale_grad = Tensor(0.0, d_logit_scale.dtype)
+        total, offset = None, 0
+        for i, ((image, text), size) in enumerate(zip(micro_batches, sizes)):
+            grads = self.backward_with_sens(image, text, Tensor(d_image[offset:offset + size]),
+                                            Tensor(d_text[offset:offset + size]),
+                                            d_logit_scale if i == 0 else no_scale_grad)
+            offset += size
             grads = ms.mutable(grads)
             total = grads if total is None else ms.mutable(self.add_grads(total, grads))
+        return loss, total
+
+    def __call__(self, micro_batches: Sequence[Tuple[Tensor, Tensor]], step: int) -> StepResult:
+        if not micro_batches:
+            raise ValueError("StepRunner: an optimizer step needs at least one micro-batch")
+        sens = Tensor(self.scaler.scale, ms.float32)
+        if len(micro_batches) == 1:
+            loss, total = self._one_pass(*micro_batches[0], sens)
+        else:
+            loss, total = self._grad_cache(micro_batches, sens)
         if self.grad_reducer is not None:
             total = ms.mutable(self.grad_reducer(total))
-        loss = float(np.mean([l.asnumpy() for l in losses]))
-        divisor = self.scaler.scale * len(micro_batches)
+        if self.loss_mean is not None:
+            loss = self.loss_mean(loss)
+        loss = float(loss.asnumpy())
+        # The loss is already the mean over every sample of the step: only the loss scale is divided out.
+        divisor = self.scaler.scale
         norm = float(self.grad_norm(total).asnumpy()) / divisor
         lr = self.schedule(step)
         finite = math.isfinite(norm) and math.isfinite(loss)
