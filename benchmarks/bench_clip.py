@@ -255,6 +255,17 @@ def run_figures(args: argparse.Namespace, runner: Runner, figures: list) -> list
               file=sys.stderr)
         summary.append(dict(figure=figure, ratio=m["throughput"] / p["throughput"], ms_clip=m, pytorch=p,
                             flops_per_sample=model_flops(model, kind)))
+    # The variants against their float32 graph-mode figure of the same run (the targets: PyNative as
+    # fast as graph mode; fp16 no more memory than fp32).
+    by_name = {s["figure"]: s for s in summary}
+    for s in summary:
+        for suffix in ("_pynative", "_fp16"):
+            base = by_name.get(s["figure"][:-len(suffix)]) if s["figure"].endswith(suffix) else None
+            if base:
+                s["vs_" + base["figure"]] = dict(
+                    throughput_ratio=s["ms_clip"]["throughput"] / base["ms_clip"]["throughput"],
+                    peak_rss_ratio=s["ms_clip"]["peak_rss_mb"] / base["ms_clip"]["peak_rss_mb"],
+                    first_call_ratio=s["ms_clip"]["first_call_s"] / base["ms_clip"]["first_call_s"])
     return summary
 
 
@@ -271,6 +282,11 @@ def print_table(summary: list) -> None:
                     f"{p['first_call_s']:<8.1f} {later:15.1f} {m['peak_rss_mb']:9.0f} / {p['peak_rss_mb']:<8.0f} "
                     f"{_fmt_eff(m):>6s} / {_fmt_eff(p):<6s}")
     print("\n".join(rows))
+    for s in summary:
+        for key, v in s.items():
+            if key.startswith("vs_"):
+                print(f"{s['figure']} vs {key[3:]} (ms_clip): throughput {v['throughput_ratio']:.2f}x, peak RSS "
+                      f"{v['peak_rss_ratio']:.2f}x, first call {v['first_call_ratio']:.2f}x")
 
 
 def fit_memory(points: list) -> dict:
