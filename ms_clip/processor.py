@@ -563,8 +563,10 @@ class CLIPImageProcessor:
 def image_processor_for(config: Any) -> CLIPImageProcessor:
     """The eval processor a model config asks for: its image size and its weights' ``preprocessing`` (mean/std
     and resize mode of the pretrained tag, e.g. 0.5/0.5 for ViT-L/14 laion2b_s32b_b82k or squash for DFN's
-    ViT-H/14), OpenAI's when the config has none."""
+    ViT-H/14), OpenAI's when the config has none; a dual encoder's is HF run_clip.py's (``backend="torchvision"``)."""
     size = config.vision_config.image_size
+    if type(config).__name__ == "VisionTextDualEncoderConfig":  # HF's example: run_clip.py's torchvision Transform
+        return CLIPImageProcessor(image_resolution=size, backend="torchvision")
     pre = getattr(config, "preprocessing", None)
     if not pre:
         return CLIPImageProcessor(image_resolution=size)

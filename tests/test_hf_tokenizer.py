@@ -408,5 +408,8 @@ def test_dual_encoder_processor_from_folder(folders, photo_files, tmp_path):
     again = VisionTextDualEncoderProcessor.from_pretrained(str(tmp_path / "proc"))
     assert again.image_processor.to_dict() == proc.image_processor.to_dict()
     assert np.array_equal(again(text=["a cat", ""], max_length=20)["input_ids"], out["input_ids"])
+    from ms_clip.processor import image_processor_for
+
+    assert image_processor_for(model.config).to_dict() == {**CLIPImageProcessor(32).to_dict(), "backend": "torchvision"}
     with pytest.raises(ValueError, match="backend must be"):
         CLIPImageProcessor(32, resize_mode="squash", backend="torchvision")
