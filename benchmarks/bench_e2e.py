@@ -206,11 +206,23 @@ def torch_zero_shot(args: argparse.Namespace) -> dict:
     loop_s = time.perf_counter() - t0
     order = np.argsort(-logits, axis=1, kind="stable")
     lab = labels.numpy()
-    correct = {k: int((order[:, :k] == lab[:, None]).any(axis=1).sum()) for k in plan["topk"]}
+    hits = {k: (order[:, :k] == lab[:, None]).any(axis=1) for k in plan["topk"]}
+    correct = {k: int(h.sum()) for k, h in hits.items()}
+    per_class = {k: np.bincount(lab[h], minlength=len(plan["classnames"])).tolist() for k, h in hits.items()}
     sorted_logits = -np.sort(-logits, axis=1)
     np.save(args.out, sorted_logits[:, :7])  # for the tie analysis in the parent
-    return dict(num_samples=int(len(lab)), correct=correct, text_s=t_text, loop_s=loop_s,
+    return dict(num_samples=int(len(lab)), correct=correct, correct_per_class=per_class, text_s=t_text, loop_s=loop_s,
                 process_s=time.perf_counter() - t_start)
+
+
+def _per_class_counts(csv_path: str) -> dict:
+    """Correct images per class from ms_clip's per-class CSV (accuracy x samples, rounded)."""
+    import csv
+
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: int(r["class_index"]))
+    return {key: [round(float(r[key]) * int(r["num_samples"])) if r[key] not in ("", "None") else 0 for r in rows]
+            for key in ("top1", "top5")}
 
 
 def near_ties(sorted_logits: np.ndarray, k: int, tol: float) -> int:
@@ -239,7 +251,9 @@ def run_zero_shot(args: argparse.Namespace, work: str, weights: dict, scale: str
             metrics = json.load(f)
         n = int(metrics["num_samples"])
         ms_runs.append(dict(wall_s=wall, peak_rss_mb=peak, images_per_s=n / wall, num_samples=n,
-                            top1=float(metrics["top1"]), top5=float(metrics["top5"])))
+                            top1=float(metrics["top1"]), top5=float(metrics["top5"]),
+                            correct_per_class=_per_class_counts(os.path.join(out_dir,
+                                                                             "zero_shot_per_class_accuracy.csv"))))
         logits_path = os.path.join(work, f"zs_torch_{rep}.npy")
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", "zero_shot", "--plan", plan_path,
                "--out", logits_path, "--threads", str(args.threads), "--loader_workers", str(args.loader_workers)]
@@ -248,7 +262,8 @@ def run_zero_shot(args: argparse.Namespace, work: str, weights: dict, scale: str
         r = _last_json(out)
         n = r["num_samples"]
         pt_runs.append(dict(wall_s=wall, peak_rss_mb=peak, images_per_s=n / wall, num_samples=n,
-                            top1=r["correct"]["1"] / n, top5=r["correct"]["5"] / n, loop_s=r["loop_s"]))
+                            top1=r["correct"]["1"] / n, top5=r["correct"]["5"] / n, loop_s=r["loop_s"],
+                            correct_per_class={f"top{k}": v for k, v in r["correct_per_class"].items()}))
         print(f"  rep {rep}: ms_clip {ms_runs[-1]['wall_s']:.1f} s, open_clip {wall:.1f} s", file=sys.stderr)
     ms_med = _median_runs(ms_runs, ("wall_s", "peak_rss_mb", "images_per_s"))
     pt_med = _median_runs(pt_runs, ("wall_s", "peak_rss_mb", "images_per_s"))
@@ -261,8 +276,12 @@ def run_zero_shot(args: argparse.Namespace, work: str, weights: dict, scale: str
         ms_count = round(ms_runs[-1][key] * n)
         pt_count = round(pt_runs[-1][key] * n)
         ties = near_ties(sorted_logits, k, args.tie_logit)
+        # Per class, not only in total: every image whose top-k membership flips moves one class's count by 1.
+        per_class_gap = int(np.abs(np.array(ms_runs[-1]["correct_per_class"][key])
+                                   - np.array(pt_runs[-1]["correct_per_class"][key])).sum())
         agreement[key] = dict(ms_clip_correct=ms_count, pytorch_correct=pt_count, near_ties=ties,
-                              agree=abs(ms_count - pt_count) <= ties)
+                              per_class_count_gap=per_class_gap,
+                              agree=abs(ms_count - pt_count) <= ties and per_class_gap <= ties)
     result = dict(images=n, templates=len(plan["templates"]), classes=len(plan["classnames"]),
                   ms_clip=dict(ms_med, top1=ms_runs[-1]["top1"], top5=ms_runs[-1]["top5"], runs=ms_runs),
                   pytorch=dict(pt_med, top1=pt_runs[-1]["top1"], top5=pt_runs[-1]["top5"], runs=pt_runs),
@@ -274,8 +293,8 @@ def run_zero_shot(args: argparse.Namespace, work: str, weights: dict, scale: str
           f"{agreement['top1']['pytorch_correct']}, {agreement['top1']['near_ties']} near-ties at top-1)")
     for k, a in agreement.items():
         assert a["agree"], (f"zero-shot {k}: ms_clip {a['ms_clip_correct']} vs open_clip {a['pytorch_correct']} "
-                            f"correct differ by more than the {a['near_ties']} near-tie images: equal weights must "
-                            f"give equal accuracy")
+                            f"correct (per-class gap {a['per_class_count_gap']}) differ by more than the "
+                            f"{a['near_ties']} near-tie images: equal weights must give equal accuracy")
     return result
 
 
