@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import time_call  # noqa: E402
+from _bench_common import finish_host_record, host_record, time_call  # noqa: E402
 from typing import Callable, Dict
 
 import numpy as np
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "bench_deploy.json"))
     args = parser.parse_args()
+    host = host_record(what="bench_deploy.py")  # issue 16: every result carries the host
 
     import mindspore as ms
 
@@ -124,7 +125,7 @@ def main() -> int:
         "threads": threads, "cpu": platform.processor() or platform.machine(),
         "mindspore": ms.__version__, "onnxruntime": ort.__version__,
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "export_seconds": export_seconds, "rows": rows,
+        "export_seconds": export_seconds, "rows": rows, "host": finish_host_record(host),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

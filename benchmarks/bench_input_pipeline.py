@@ -45,6 +45,10 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=256)
     parser.add_argument("--json", default=os.path.join(HERE, "results", "input_pipeline.json"))
     args = parser.parse_args()
+    sys.path.insert(0, HERE)
+    from _bench_common import finish_host_record, host_record
+
+    host = host_record(what="bench_input_pipeline.py")  # issue 16: every result carries the host
 
     import mindspore as ms
 
@@ -91,7 +95,7 @@ def main() -> None:
     result = dict(zero_shot_eval=dict(images=n, wall_s=eval_wall, input_wait_share=eval_share),
                   training=dict(steps=summary.get("step"), samples_per_second=summary.get("samples_per_second"),
                                 input_wait_share=summary.get("input_wait_share")),
-                  cpu_count=os.cpu_count(), mindspore=ms.__version__)
+                  cpu_count=os.cpu_count(), mindspore=ms.__version__, host=finish_host_record(host))
     print(f"zero-shot eval  ({n} CIFAR images -> 224 px, ViT-B/32): {100 * eval_share:5.1f}% of "
           f"{eval_wall:.1f} s waiting for data")
     print(f"training loop   ({summary.get('step')} steps x 32, ViT-B/32, 224 px): "

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from _helpers_text_corpus import collect_corpus  # noqa: E402
+from _bench_common import finish_host_record, host_record  # noqa: E402
 
 from ms_clip.tokenizer import CLIPTokenizer, tokenize  # noqa: E402
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=60_000, help="corpus size (strings)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_tokenizer.json")
     args = parser.parse_args()
+    host = host_record(what="bench_tokenizer.py")  # issue 16: every result carries the host
 
     from open_clip.tokenizer import SimpleTokenizer
 
@@ -91,6 +93,7 @@ def main() -> None:
         "outputs_identical": identical,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "host": finish_host_record(host),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

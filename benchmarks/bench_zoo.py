@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import cpu_model, time_call  # noqa: E402
+from _bench_common import cpu_model, finish_host_record, host_record, time_call  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # figure -> (ms_clip registry name, open_clip architecture, batch)
@@ -185,7 +185,9 @@ def main() -> None:
         return
     selected = args.only or ["gemm", "convs"] + list(FIGURES)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GLOG_v": "3"}
-    results = {"cpu": cpu_model(), "load_before": os.getloadavg()}
+    # The host record (issue 16): CPU flags, versions, load at start/end, the GEMM rates of every framework.
+    results = {"host": host_record(args.threads, what="bench_zoo.py"), "cpu": cpu_model(),
+               "load_before": os.getloadavg()}
     jobs = []
     for item in selected:
         jobs += [f"ms:{item}", f"torch:{item}"] if item in FIGURES else [item]
@@ -197,6 +199,7 @@ def main() -> None:
         results[job] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(job, results[job], flush=True)
     results["load_after"] = os.getloadavg()
+    finish_host_record(results["host"])
     print(f"\nCPU {results['cpu']}; load average {results['load_before'][0]:.2f} -> {results['load_after'][0]:.2f}")
     if "gemm" in results:
         g = results["gemm"]
