@@ -166,7 +166,8 @@ def measure_gemm_rates(reps: int = 7, threads: Optional[int] = None,
     return rates
 
 
-def host_record(threads: Optional[int] = None, gemm: bool = True, gemm_reps: int = 7, what: str = "benchmarking") -> dict:
+def host_record(threads: Optional[int] = None, gemm: bool = True, gemm_reps: int = 7,
+                what: str = "benchmarking") -> dict:
     """The record every result file carries; call ``finish_host_record`` on it when the benchmark ends.
 
     Measures the GEMM rates first (a minute on an idle 2-core host) unless ``gemm`` is False."""
