@@ -19,7 +19,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, ops
 
-from .base import ConfigError, PreTrainedModel, StrictConfig
+from .base import ConfigError, PreTrainedModel, compiled_method, StrictConfig
 from .bert import BertConfig, BertModel
 from .layers import DTYPES, normal
 from .towers import build_vision_tower, vision_config_from
@@ -109,10 +109,12 @@ class ChineseCLIPModel(PreTrainedModel):
         self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()
 
+    @compiled_method
     def get_image_features(self, pixel_values: Tensor) -> Tensor:
         """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
         return self.visual(pixel_values)
 
+    @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
         """[B, L] WordPiece ids ([CLS] first, 0 = padding) -> [B, projection_dim] (float32, not normalised).
 

@@ -20,7 +20,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from .base import ConfigError, PreTrainedModel, StrictConfig
+from .base import ConfigError, PreTrainedModel, compiled_method, StrictConfig
 from .layers import DTYPES, HIDDEN_ACTS, LayerNorm, Transformer, normal
 from .towers import build_vision_tower, vision_config_from
 from .vit import CLIPVisionConfig
@@ -188,10 +188,12 @@ class CLIPModel(PreTrainedModel):
         self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()  # MindFormers: a config naming weights loads them (via ms_clip.loader)
 
+    @compiled_method
     def get_image_features(self, pixel_values: Tensor) -> Tensor:
         """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
         return self.visual(pixel_values)
 
+    @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
         """[B, L] token ids (EOT = the largest id) -> [B, projection_dim] (float32, not normalised).
 
