@@ -20,6 +20,8 @@ augmentation seeds without shared mutable state between workers.
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 import threading
@@ -79,13 +81,25 @@ class ImageTransform:
     # "crop": shorter side to `size`, then center crop (OpenAI). "squash": bicubic resize to size x size
     # without cropping (Chinese-CLIP's Resize((R, R)); a YAML Resize with a two-value size and no CenterCrop).
     resize: str = "crop"
+    # "pil": OpenAI's PIL bicubic resize. "torchvision": HF run_clip.py's Transform (torchvision's antialiased
+    # tensor resize, RGB first; resize "crop" only), the dual encoder's (``processor.CLIPImageProcessor`` backend).
+    backend: str = "pil"
 
     def __call__(self, img: Image.Image, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         if self.random_crop:
             crop = CLIPTrainTransform(self.size, self.scale, self.ratio, self.mean, self.std,
                                       seed=rng if rng is not None else np.random.default_rng())
             return crop(img)
+        if self.backend == "torchvision":
+            return _torchvision_processor(self.size, self.mean, self.std).preprocess_one(img)
         return preprocess(img, self.size, self.mean, self.std, resize_mode=self.resize)
+
+
+@functools.lru_cache(maxsize=8)
+def _torchvision_processor(size: int, mean: Tuple[float, ...], std: Tuple[float, ...]):
+    from ms_clip.processor import CLIPImageProcessor
+
+    return CLIPImageProcessor(size, mean, std, backend="torchvision")
 
 
 _TRANSFORM_TYPES = ("Resize", "CenterCrop", "RandomResizedCrop", "ToTensor", "Normalize", "ToPIL",

@@ -226,6 +226,10 @@ def _image_transform(section: Dict[str, Any], model, where: str):
         # No transforms listed: the model's own preprocessing, which for Chinese-CLIP is a bicubic
         # resize to size x size without crop (cn_clip's Resize((R, R))).
         transform = dataclasses.replace(transform, resize="squash")
+    if _is_dual_encoder(model) and not transform.random_crop and transform.resize == "crop":
+        # HF run_clip.py's Transform (torchvision's antialiased tensor resize + center crop), as the dual
+        # encoder's processor preprocesses (ms_clip.processor.image_processor_for).
+        transform = dataclasses.replace(transform, backend="torchvision")
     if transform.size != size:
         raise DataError(f"{where}.transforms resize images to {transform.size} px but the model takes "
                         f"{size} px (model.model_config.vision_config.image_size); make them equal")
