@@ -375,7 +375,8 @@ class StepRunner:
             sizes.append(images[-1].shape[0])
         loss, (d_image, d_text, d_logit_scale) = self.feature_loss_grad(
             Tensor(np.concatenate(images)), Tensor(np.concatenate(texts)), logit_scale, sens)
-        d_image, d_text = d_image.asnumpy(), d_text.asnumpy()
+        # The loss runs in float32 (ClipLoss casts); each sens takes the dtype of the output it belongs to.
+        d_image, d_text = d_image.asnumpy().astype(images[0].dtype), d_text.asnumpy().astype(texts[0].dtype)
         # exp(logit_scale) is the same output in every micro-batch: its gradient enters the backward once.
         no_scale_grad = Tensor(0.0, d_logit_scale.dtype)
         total, offset = None, 0
