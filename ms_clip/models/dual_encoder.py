@@ -28,7 +28,7 @@ import numpy as np
 
 from mindspore import Parameter, Tensor, ops
 
-from .base import ConfigError, PreTrainedModel, StrictConfig, _loader
+from .base import ConfigError, PreTrainedModel, StrictConfig, _loader, compiled_method
 from .bert import BertConfig, BertModel
 from .layers import DTYPES, normal
 from .towers import build_vision_tower, vision_config_from
@@ -149,10 +149,12 @@ class VisionTextDualEncoderModel(PreTrainedModel):
         self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()
 
+    @compiled_method
     def get_image_features(self, pixel_values: Tensor) -> Tensor:
         """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
         return self.visual(pixel_values)
 
+    @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
         """[B, L] token ids -> [B, projection_dim] (float32, not normalised): pooler output @ text_projection.
 
