@@ -236,23 +236,27 @@ def main() -> None:
         print(f"loss pass, contrastive batch {n}: peak RSS {result['peak_rss_mb']} MB, {result['seconds']} s",
               flush=True)
     estimate = None
-    if len(loss_points) >= 2 and runs:
+    if len(loss_points) >= 2:
         base = min(p["peak_rss_mb"] for p in loss_points)
         smallest = min(p["contrastive_batch"] for p in loss_points)
         fit = _fit_quadratic([(p["contrastive_batch"] - smallest, p["peak_rss_mb"] - base) for p in loss_points])
         accumulated = [r for r in runs if r["accumulation"] > 1] or runs
-        step_peak = min(r["peak_rss_mb"] for r in accumulated)
+        step_peak = min(r["peak_rss_mb"] for r in accumulated) if accumulated else None
         if fit is not None and fit[0] > 0:
             a, b = fit
-            budget = args.memory_limit_gb * 1024 - step_peak
-            # a n^2 + b n = budget, n counted from the smallest measured batch
-            n = (-b + (b * b + 4 * a * budget) ** 0.5) / (2 * a) + smallest if budget > 0 else 0
             estimate = dict(memory_limit_gb=args.memory_limit_gb, micro_step_peak_mb=step_peak,
-                            loss_pass_mb_per_n2=a, loss_pass_mb_per_n=b, largest_contrastive_batch=int(n),
-                            note="extrapolated: micro-batch step peak + loss-pass growth fitted as a*n^2 + b*n "
-                                 "(upper bound on memory, so a lower bound on the batch)")
-            print(f"largest contrastive batch within {args.memory_limit_gb:g} GB (extrapolated): {int(n)}; the loss "
-                  f"pass takes {a * 1024 * 1024:.1f} bytes per n^2 and {b * 1024:.2f} KB per n", flush=True)
+                            loss_pass_bytes_per_n2=round(a * 2 ** 20, 1), loss_pass_mb_per_n=b,
+                            note="loss-pass growth fitted as a*n^2 + b*n over the measured contrastive batches")
+            print(f"the loss pass takes {a * 2 ** 20:.1f} bytes per n^2 (n = contrastive batch; float32 n x n "
+                  f"buffers are 4 bytes per n^2)", flush=True)
+            if step_peak is not None:
+                budget = args.memory_limit_gb * 1024 - step_peak
+                # a n^2 + b n = budget, n counted from the smallest measured batch; an upper bound on memory
+                # (the step's activations and the loss pass are never resident together), so a lower bound on n.
+                n = (-b + (b * b + 4 * a * budget) ** 0.5) / (2 * a) + smallest if budget > 0 else 0
+                estimate["largest_contrastive_batch"] = int(n)
+                print(f"largest contrastive batch within {args.memory_limit_gb:g} GB (extrapolated): {int(n)}",
+                      flush=True)
     host = finish_host_record(host)
     record = dict(host=host, model=args.model, steps=args.steps, runs=runs, skipped=skipped, loss_pass=loss_points,
                   largest_batch_estimate=estimate)
