@@ -48,6 +48,8 @@ import numpy as np
 
 from ms_clip import hub, registry
 from ms_clip.convert import ConvertError, infer_config, read_source
+# The files of an HF text tokenizer folder; whichever exist travel with a dual encoder.
+from ms_clip.hf_tokenizer import TOKENIZER_FILES
 from ms_clip.models import family_config_from_dict, model_class_for
 from ms_clip.models.base import ARCH_FREE_FIELDS, ConfigError, PreTrainedModel, StrictConfig, register_loader
 from ms_clip.run_config import RunConfigError
@@ -390,10 +392,6 @@ def save_pretrained(model, directory: str, save_name: str = "model") -> str:
 
 # ----------------------------------------------------------------------------- dual encoder
 
-# The files of an HF text tokenizer folder (fast tokenizer.json; RoBERTa's byte-level BPE vocab.json + merges.txt;
-# BERT's WordPiece vocab.txt; settings and special tokens); whichever exist travel with a dual encoder.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                   "vocab.txt")
 # What HF's AutoModel drops when it loads a BERT/RoBERTa base model from a *ForMaskedLM / *ForPreTraining folder.
 _TEXT_HEADS = ("lm_head.", "cls.")
 _TEXT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
