@@ -14,10 +14,10 @@ import difflib
 import functools
 import os
 import types
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import Tensor, nn, ops
 
 from ms_clip.errors import MsClipError
 
@@ -256,6 +256,27 @@ class PreTrainedModel(nn.Cell, SupportList):
 
     config_class: Any = None
     base_model_prefix = "clip"  # MindFormers 1.2's ClipPreTrainedModel attribute
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
+
+    # ------------------------------------------------------------------ what every family computes
+    # An image tower ``self.visual`` (ViT or ResNet, with its projection), a text tower behind
+    # ``get_text_features`` (each family's own) and ``logit_scale``.
+    @compiled_method
+    def get_image_features(self, pixel_values: Tensor) -> Tensor:
+        """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
+        return self.visual(pixel_values)
+
+    def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} defines no text tower")
+
+    def construct(self, image: Tensor, text: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(image_embeds, text_embeds, exp(logit_scale))`` with L2-normalised embeddings (open_clip's output)."""
+        image_embeds = self.l2_normalize(self.get_image_features(image))
+        text_embeds = self.l2_normalize(self.get_text_features(text))
+        return image_embeds, text_embeds, ops.exp(self.logit_scale)
 
     # ------------------------------------------------------------------ MindFormers' / HF's calling forms
     # construct(image, text) -> (image_embeds, text_embeds, exp(logit_scale)) in every mode; it is what graphs

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -106,13 +106,7 @@ class ChineseCLIPModel(PreTrainedModel):
         self.text_projection = Parameter(normal((tc.hidden_size, config.projection_dim), tc.hidden_size ** -0.5),
                                          name="text_projection")
         self.logit_scale = Parameter(Tensor(np.array(config.logit_scale_init_value, np.float32)), name="logit_scale")
-        self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()
-
-    @compiled_method
-    def get_image_features(self, pixel_values: Tensor) -> Tensor:
-        """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
-        return self.visual(pixel_values)
 
     @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
@@ -122,8 +116,3 @@ class ChineseCLIPModel(PreTrainedModel):
         """
         hidden = self.bert(input_ids, attention_mask)
         return ops.matmul(hidden[:, 0, :], self.text_projection)
-
-    def construct(self, image: Tensor, text: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        image_embeds = self.l2_normalize(self.get_image_features(image))
-        text_embeds = self.l2_normalize(self.get_text_features(text))
-        return image_embeds, text_embeds, ops.exp(self.logit_scale)

@@ -185,13 +185,7 @@ class CLIPModel(PreTrainedModel):
         )
         self.logit_scale = Parameter(Tensor(np.array(config.logit_scale_init_value, np.float32)), name="logit_scale")
         self.attn_mask = _causal_mask(tc.max_position_embeddings)
-        self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()  # MindFormers: a config naming weights loads them (via ms_clip.loader)
-
-    @compiled_method
-    def get_image_features(self, pixel_values: Tensor) -> Tensor:
-        """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
-        return self.visual(pixel_values)
 
     @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
@@ -210,8 +204,3 @@ class CLIPModel(PreTrainedModel):
         index = ops.arange(0, b, dtype=ms.int32) * length + eot
         pooled = ops.gather(x.reshape(b * length, -1), index, 0)
         return ops.matmul(pooled, self.text_projection)
-
-    def construct(self, image: Tensor, text: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        image_embeds = self.l2_normalize(self.get_image_features(image))
-        text_embeds = self.l2_normalize(self.get_text_features(text))
-        return image_embeds, text_embeds, ops.exp(self.logit_scale)

@@ -22,7 +22,7 @@ loader (``ms_clip.loader.from_vision_text_pretrained``); the classmethod here de
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -146,13 +146,7 @@ class VisionTextDualEncoderModel(PreTrainedModel):
         self.text_projection = Parameter(normal((tc.hidden_size, config.projection_dim), std),
                                          name="text_projection")
         self.logit_scale = Parameter(Tensor(np.array(config.logit_scale_init_value, np.float32)), name="logit_scale")
-        self.l2_normalize = ops.L2Normalize(axis=-1, epsilon=1e-12)
         self.load_named_weights()
-
-    @compiled_method
-    def get_image_features(self, pixel_values: Tensor) -> Tensor:
-        """[B, 3, H, W] normalised pixels -> [B, projection_dim] (float32, not normalised)."""
-        return self.visual(pixel_values)
 
     @compiled_method
     def get_text_features(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
@@ -164,11 +158,6 @@ class VisionTextDualEncoderModel(PreTrainedModel):
         """
         hidden = self.text_model(input_ids, attention_mask)
         return ops.matmul(self.text_model.pooled_output(hidden), self.text_projection)
-
-    def construct(self, image: Tensor, text: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        image_embeds = self.l2_normalize(self.get_image_features(image))
-        text_embeds = self.l2_normalize(self.get_text_features(text))
-        return image_embeds, text_embeds, ops.exp(self.logit_scale)
 
     @classmethod
     def from_vision_text_pretrained(cls, vision: str, text: str, projection_dim: int = 512,
