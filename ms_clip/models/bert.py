@@ -87,6 +87,14 @@ class BertConfig(StrictConfig):
             return self.max_position_embeddings - self.pad_token_id - 1
         return self.max_position_embeddings
 
+    def check_context_length(self, length: int, where: str) -> None:
+        """A family's ``context_length``: room for the start and end tokens, within the usable positions."""
+        if length < 2 or length > self.max_text_length:
+            raise ConfigError(f"{where} must be in [2, {self.max_text_length}] (room for the start and end tokens, "
+                              f"within the text tower's usable positions: max_position_embeddings="
+                              f"{self.max_position_embeddings}{' - pad_token_id - 1' if self.position_ids_from_padding else ''}"
+                              f"), got {length}")
+
 
 def _activation(name: str) -> nn.Cell:
     if name == "gelu":

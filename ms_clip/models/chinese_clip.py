@@ -62,10 +62,7 @@ class ChineseCLIPConfig(StrictConfig):
         self.vision_config = vision_config_from(self.vision_config, "ChineseCLIPConfig.vision_config")
         self._check_positive("projection_dim", "context_length")
         self._check_choice("compute_dtype", tuple(DTYPES))
-        if self.context_length < 2 or self.context_length > self.text_config.max_text_length:
-            raise ConfigError(f"ChineseCLIPConfig.context_length must be in [2, {self.text_config.max_text_length}] "
-                              f"(room for [CLS] and [SEP], within text_config.max_position_embeddings), "
-                              f"got {self.context_length}")
+        self.text_config.check_context_length(self.context_length, "ChineseCLIPConfig.context_length")
         if self.checkpoint_name_or_path is None:
             self.checkpoint_name_or_path = ""
 

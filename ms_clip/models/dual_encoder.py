@@ -87,13 +87,7 @@ class VisionTextDualEncoderConfig(StrictConfig):
                                                                                    bool):
             raise ConfigError(f"VisionTextDualEncoderConfig.logit_scale_init_value must be a number, "
                               f"got {self.logit_scale_init_value!r}")
-        limit = self.text_config.max_text_length
-        if self.context_length < 2 or self.context_length > limit:
-            raise ConfigError(f"VisionTextDualEncoderConfig.context_length must be in [2, {limit}] (room for the "
-                              f"start and end tokens, within the text tower's usable positions: "
-                              f"max_position_embeddings={self.text_config.max_position_embeddings}"
-                              f"{' - pad_token_id - 1' if self.text_config.position_ids_from_padding else ''}), "
-                              f"got {self.context_length}")
+        self.text_config.check_context_length(self.context_length, "VisionTextDualEncoderConfig.context_length")
         if self.checkpoint_name_or_path is None:
             self.checkpoint_name_or_path = ""
 
