@@ -200,6 +200,10 @@ def worker(framework: str, figure: str, reps: int, threads: int, model_name: str
                 gflops=model_flops(model_name, kind) * batch / median / 1e9)
 
 
+class FigureFailed(RuntimeError):
+    """A worker process failed; the figure is recorded as failed and the run goes on."""
+
+
 class Runner:
     """Launches workers (each its own process) with the parent's settings."""
 
@@ -221,7 +225,8 @@ class Runner:
         rc, out, err, wall, _ = run_measured(cmd, env=env, timeout=a.timeout)
         lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
         if rc != 0 or not lines:
-            sys.exit(f"{framework} {figure} batch {batch} failed (exit {rc}):\n{err[-3000:]}")
+            raise FigureFailed(f"{framework} {figure} batch {batch} failed (exit {rc}{', killed: out of memory?' if rc == -9 else ''}):"
+                               f"\n{err[-3000:]}")
         result = json.loads(lines[-1][len("RESULT "):])
         result["process_wall_s"] = wall
         result["gemm_efficiency"] = result["gflops"] / self.best_gemm if self.best_gemm else None
@@ -244,6 +249,10 @@ def run_figures(args: argparse.Namespace, runner: Runner, figures: list) -> list
             # Later launches of the same configuration: a fresh process reading the compile cache launch 1 wrote.
             m["later_launches"] = [runner.launch("ms_clip", figure, batch, 1, cache_dir)
                                    for _ in range(args.launches - 1)]
+        except FigureFailed as err:
+            print(f"  FAILED   {figure}: {str(err).splitlines()[0]}", file=sys.stderr)
+            summary.append(dict(figure=figure, batch=batch, failed=str(err)[-3000:]))
+            continue
         finally:
             if cache_dir:
                 shutil.rmtree(cache_dir, ignore_errors=True)
@@ -257,8 +266,8 @@ def run_figures(args: argparse.Namespace, runner: Runner, figures: list) -> list
                             flops_per_sample=model_flops(model, kind)))
     # The variants against their float32 graph-mode figure of the same run (the issue's targets: PyNative as
     # fast as graph mode; fp16 no more memory than fp32).
-    by_name = {s["figure"]: s for s in summary}
-    for s in summary:
+    by_name = {s["figure"]: s for s in summary if "failed" not in s}
+    for s in by_name.values():
         for suffix in ("_pynative", "_fp16"):
             base = by_name.get(s["figure"][:-len(suffix)]) if s["figure"].endswith(suffix) else None
             if base:
@@ -275,6 +284,9 @@ def print_table(summary: list) -> None:
               f"{'GEMM eff ms/pt':>14s}")
     rows = [header, "-" * len(header)]
     for s in summary:
+        if "failed" in s:
+            rows.append(f"{s['figure']:19s} {s['batch']:5d} FAILED: {s['failed'].splitlines()[0]}")
+            continue
         m, p = s["ms_clip"], s["pytorch"]
         later = m["later_launches"][-1]["first_call_s"] if m["later_launches"] else float("nan")
         rows.append(f"{s['figure']:19s} {m['batch']:5d} {m['throughput']:8.2f} {m['unit']:>6s} "
@@ -313,7 +325,11 @@ def run_sweep(args: argparse.Namespace, runner: Runner) -> dict:
     points = {fw: [] for fw in FRAMEWORKS}
     for batch in batches:
         for fw in FRAMEWORKS:
-            r = runner.launch(fw, figure, batch, args.reps)
+            try:
+                r = runner.launch(fw, figure, batch, args.reps)
+            except FigureFailed as err:  # e.g. out of memory at this batch: the sweep ends there for this framework
+                print(f"  FAILED   {fw:8s} {kind} batch {batch:4d}: {str(err).splitlines()[0]}", file=sys.stderr)
+                continue
             points[fw].append(r)
             print(f"  measured {fw:8s} {kind} batch {batch:4d}: {r['throughput']:8.2f} {r['unit']}, peak RSS "
                   f"{r['peak_rss_mb']:.0f} MB", file=sys.stderr)

@@ -248,11 +248,11 @@ def test_active_dropout_is_named_in_a_warning(caplog):
     from ms_clip import create_model
     from ms_clip.train.loop import active_dropout
 
-    model = create_model("chinese_clip_tiny")  # BERT text tower: hidden and attention dropout 0.1
+    model = create_model("dual_encoder_tiny")  # RoBERTa text tower: hidden and attention dropout 0.1
     assert active_dropout(model) == []  # MindSpore cells start in inference mode: dropout is the identity
     model.set_train(True)
     names = active_dropout(model)
-    assert names and all(n.startswith("bert.") for n in names), names
+    assert names and all(n.startswith("text_model.") for n in names), names
     runner = _runner(model, ACCUM)
     with caplog.at_level(logging.WARNING, logger="ms_clip.train.loop"):
         runner._warn_dropout(ACCUM)

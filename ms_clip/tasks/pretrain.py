@@ -403,22 +403,6 @@ def _is_dual_encoder(model) -> bool:
     return isinstance(getattr(model, "config", None), VisionTextDualEncoderConfig)
 
 
-def _warn_unapplied_dropout(model) -> None:
-    """Say, rather than ignore silently, that configured dropout does not act in training yet.
-
-    Known gap: the training cells run the towers as built, in inference mode (nothing calls ``set_train(True)``),
-    so MindSpore's ``nn.Dropout`` is the identity. CLIP's towers have no dropout; the BERT/RoBERTa towers of
-    Chinese-CLIP and the dual encoder are configured with 0.1 (their references train with it).
-    """
-    import mindspore.nn as nn
-
-    layers = [name for name, cell in model.cells_and_names() if isinstance(cell, nn.Dropout)]
-    if layers:
-        logger.warning("the model config sets dropout (%d layers, e.g. %s) but ms_clip trains without it for now "
-                       "(the towers run in inference mode); set hidden_dropout_prob / attention_probs_dropout_prob "
-                       "to 0 to silence this", len(layers), layers[0])
-
-
 def _check_precision(config: Dict[str, Any], model) -> None:
     import mindspore as ms
 
@@ -479,7 +463,6 @@ def _train(model, config: Dict[str, Any], train_records, eval_records, callbacks
                               logging.INFO if is_main else logging.WARNING)
     try:
         _check_precision(config, model)
-        _warn_unapplied_dropout(model)
         runner_config = config["runner_config"]
         section = config["train_dataset"]
         records = _records(section, train_records, "train_dataset")

@@ -502,7 +502,9 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
     def run_eval() -> None:
         if evaluate is None:
             return
+        runner.model.set_train(False)  # no dropout, BatchNorm on running statistics
         metrics = evaluate()
+        runner.model.set_train(True)
         if options.is_main:
             call_all(callbacks, "on_eval_end", {"step": state.step, "epoch": state.epoch, **metrics})
 
@@ -513,6 +515,9 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
 
     signals = _StopSignals().install()
     stopped = False
+    # Training mode for the steps: dropout acts (BERT/RoBERTa towers: 0.1, as their references train) and ResNet
+    # BatchNorm uses batch statistics. Evaluation switches back to inference mode (run_eval, and at the end).
+    runner.model.set_train(True)
     try:
         if state.step == 0:
             run_eval()  # the "before" point of the recall curve
@@ -598,6 +603,7 @@ def fit(runner: StepRunner, records, transform, options: FitOptions, state: Trai
                 "samples_per_second": samples_per_step * timed_steps / timed_seconds if timed_seconds else rate,
                 "input_wait_share": input_wait / input_wall if input_wall else 0.0}
     finally:
+        runner.model.set_train(False)
         signals.restore()
         if samples_file is not None:
             samples_file.close()
