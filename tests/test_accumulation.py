@@ -246,9 +246,12 @@ def test_active_dropout_is_named_in_a_warning(caplog):
     import logging
 
     from ms_clip import create_model
+    from ms_clip.loader import load_config
     from ms_clip.train.loop import active_dropout
 
-    model = create_model("dual_encoder_tiny")  # RoBERTa text tower: hidden and attention dropout 0.1
+    model = create_model("dual_encoder_tiny", text_config={  # its RoBERTa tower with roberta-base's dropout
+        **load_config("dual_encoder_tiny").text_config.to_dict(), "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1})
     assert active_dropout(model) == []  # MindSpore cells start in inference mode: dropout is the identity
     model.set_train(True)
     names = active_dropout(model)

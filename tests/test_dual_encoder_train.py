@@ -218,19 +218,6 @@ def test_tiny_dual_encoder_trained_through_the_cli_then_eval_reproduces(coco_wor
     assert again["chance_mean_recall"] == pytest.approx(chance)
 
 
-def _without_dropout(init: str, dest: str) -> str:
-    """``init`` saved again with the text tower's dropout at 0. Training runs the towers in training mode, so the
-    RoBERTa dropout (0.1) acts and each process draws its own masks: 2 workers can equal 1 process step for step
-    only without it."""
-    from ms_clip import from_pretrained
-
-    model = from_pretrained(init)
-    model.config.text_config.hidden_dropout_prob = 0.0
-    model.config.text_config.attention_probs_dropout_prob = 0.0
-    model.save_pretrained(dest)
-    return dest
-
-
 @pytest.mark.slow
 def test_msrun_two_workers_equal_one_process_on_the_dual_encoder(coco_world, tmp_path):
     """2 CPU workers x batch 16 under msrun (contrastive loss over the global batch of 32) against one process x
@@ -238,7 +225,6 @@ def test_msrun_two_workers_equal_one_process_on_the_dual_encoder(coco_world, tmp
     import subprocess
 
     data, init = coco_world
-    init = _without_dropout(init, str(tmp_path / "init_no_dropout"))
     script = os.path.join(ROOT, "scripts", "examples", "clip_tiny_pretrain_on_flickr8k_distributed_cpu.sh")
     common = ["--run_mode", "finetune", "--load_checkpoint", init, "--do_eval", "False",
               "--options", "runner_config.max_steps=6", "runner_config.log_interval=1"]
