@@ -31,18 +31,24 @@ FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "av
 LOAD_WARNING_THRESHOLD = 0.5
 
 
-def time_call(fn: Callable[[], object], reps: int) -> Tuple[float, float]:
-    """(first call seconds, median of ``reps`` timed calls after one untimed warm-up call)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fn()
+def timings(fn: Callable[[], object], reps: int, warmup: int = 1) -> List[float]:
+    """Seconds of ``reps`` calls of ``fn`` after ``warmup`` untimed ones (the one timing loop of every benchmark)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+    return times
+
+
+def time_call(fn: Callable[[], object], reps: int) -> Tuple[float, float]:
+    """(first call seconds, median of ``reps`` timed calls after one untimed warm-up call)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    return first, statistics.median(timings(fn, reps, warmup=1))
 
 
 def cpu_model() -> str:
@@ -136,14 +142,7 @@ def _gemm_seconds(kind: str, reps: int, threads: int) -> List[float]:
             ma = ms.Tensor(a)
             mb = ms.Tensor(np.ascontiguousarray(b.T) if transpose_b else b)
             fn = lambda: net(ma, mb).asnumpy()  # noqa: E731
-    fn()
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+    return timings(fn, reps, warmup=2)
 
 
 def measure_gemm_rates(reps: int = 7, threads: Optional[int] = None,

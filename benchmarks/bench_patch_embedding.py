@@ -10,20 +10,18 @@ same input and checks they agree.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
-import time
+import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench_common import timings  # noqa: E402
+
 
 def _median_time(fn, reps: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timings(fn, reps))
 
 
 def main() -> None:
